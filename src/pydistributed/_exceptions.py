@@ -6,6 +6,7 @@
      ├── RemoteException              a call failed on another process
      ├── ProcessExitedException       the process a caller waits on died or was removed
      ├── ChannelClosed                operation on a closed channel (local or remote)
+     ├── FutureAlreadySet             put on a Future that has a value
      ├── LaunchError                  a worker could not be started or did not connect
      ├── AuthenticationError          a peer failed the cookie handshake
      └── ProtocolError                a peer sent bytes that are not a valid frame
@@ -23,6 +24,7 @@ __all__ = (
     "AuthenticationError",
     "ChannelClosed",
     "DistributedError",
+    "FutureAlreadySet",
     "LaunchError",
     "ProcessExitedException",
     "ProtocolError",
@@ -111,6 +113,12 @@ class ChannelClosed(DistributedError):
 
     def __init__(self, message: str = "channel is closed") -> None:
         super().__init__(message)
+
+
+class FutureAlreadySet(DistributedError):
+    """``put`` on a Future that already has a value (Futures are write-once)."""
+
+    __module__ = "pydistributed"
 
 
 class LaunchError(DistributedError):

@@ -10,14 +10,24 @@ through :func:`blocking_wait`, which records the condition so the interrupter ca
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 __all__ = ("blocking_wait", "wake_thread")
 
 _waiting_on: dict[int, threading.Condition] = {}
 
 
+def _nothing() -> None:
+    pass
+
+
+# Set by the engine: lets a thread running calls in place of the reader hand that role over.
+before_block: Callable[[], None] = _nothing
+
+
 def blocking_wait(cond: threading.Condition, timeout: float | None = None) -> bool:
     """``cond.wait(timeout)`` (the caller holds ``cond``) that :func:`wake_thread` can wake."""
+    before_block()
     ident = threading.get_ident()
     _waiting_on[ident] = cond
     try:

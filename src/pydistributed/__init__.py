@@ -1,0 +1,84 @@
+"""pydistributed: Julia's Distributed standard library for Python.
+
+A cluster of Python processes (the master is 1, workers 2, 3, ...) that call each other over
+authenticated TCP, with futures, remote channels, worker pools, parallel map and parallel
+for-reduce. Everything public is importable from here::
+
+    import pydistributed as dist
+    dist.addprocs(4)
+    dist.remotecall_fetch(sum, 2, [1, 2, 3])
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    AuthenticationError,
+    ChannelClosed,
+    DistributedError,
+    FutureAlreadySet,
+    LaunchError,
+    ProcessExitedException,
+    ProtocolError,
+    RemoteException,
+)
+from ._future import Future
+from ._processes import (
+    addprocs,
+    cluster_cookie,
+    default_addprocs_params,
+    myid,
+    nprocs,
+    nworkers,
+    procs,
+    rmprocs,
+    worker_id_from_socket,
+    workers,
+)
+from ._refs import RRID
+from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wait
+from ._worker import init_worker, start_worker
+from .managers import (
+    ClusterManager,
+    LocalManager,
+    WorkerConfig,
+    connect,
+    kill,
+    launch,
+    manage,
+)
+
+__all__ = (
+    "RRID",
+    "AuthenticationError",
+    "ChannelClosed",
+    "ClusterManager",
+    "DistributedError",
+    "Future",
+    "FutureAlreadySet",
+    "LaunchError",
+    "LocalManager",
+    "ProcessExitedException",
+    "ProtocolError",
+    "RemoteException",
+    "WorkerConfig",
+    "addprocs",
+    "cluster_cookie",
+    "connect",
+    "default_addprocs_params",
+    "init_worker",
+    "kill",
+    "launch",
+    "manage",
+    "myid",
+    "nprocs",
+    "nworkers",
+    "procs",
+    "remote_do",
+    "remotecall",
+    "remotecall_fetch",
+    "remotecall_wait",
+    "rmprocs",
+    "start_worker",
+    "worker_id_from_socket",
+    "workers",
+)

@@ -1,0 +1,320 @@
+"""Where a process reads its connections and runs the calls it receives.
+
+One thread at a time is the *leader*: it waits in ``epoll`` for any connection to become
+readable, reads it and dispatches the frames. Replies go to their waiters on the spot; calls
+become *tasks*. A leader with tasks to run gives up the role without waking anybody and runs
+them itself, then takes the role back: a quick call costs no thread hand-off at all, which on
+a virtual machine (where waking another CPU is the dearest thing a round trip does) is most of
+the latency.
+
+A task that blocks must not stop the others. Every blocking wait of the library calls
+:meth:`Engine.about_to_block`, which hands the role to another thread at once; for anything
+else (``time.sleep``, a long computation) a watchdog, which ticks only while calls are
+running, hands the role over once it has been vacant for :data:`STALE` seconds, and the new
+leader runs queued tasks that made no progress meanwhile.
+
+A thread outside the pool waiting for a reply may read the connection itself
+(:meth:`Engine.read_for`): it takes the connection's ``read_lock`` and disarms it in the epoll
+set, so exactly one thread reads each connection at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from . import _interrupt
+from ._exceptions import ProtocolError
+from ._transport import Connection
+from ._waiter import Waiter
+from .protocol import Frame
+
+__all__ = ("STALE", "Engine")
+
+log = logging.getLogger("pydistributed")
+
+STALE = 0.002
+_TICK = 0.002
+_WATCH_IDLE = 0.5
+_IDLE_EXIT = 30.0
+_KEEP_THREADS = 2
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+_VACANT = 0
+_COMING = -1
+
+
+class Engine:
+    """The reading and call-running threads of one process.
+
+    Args:
+        handle_frame: called for every frame received, by whichever thread read it; it must
+            not block (it queues blocking work with :meth:`submit`).
+        on_lost: called once for a connection that reached EOF or sent garbage.
+    """
+
+    def __init__(
+        self,
+        handle_frame: Callable[[Connection, Frame], None],
+        on_lost: Callable[[Connection], None],
+    ) -> None:
+        self._handle_frame = handle_frame
+        self._on_lost = on_lost
+        self._epoll = select.epoll()
+        self._conns: dict[int, Connection] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._woken = False
+        self._tasks: deque[Callable[[], object]] = deque()
+        self._state = threading.Lock()
+        self._follow = threading.Condition(self._state)
+        self._watch = threading.Condition(self._state)
+        # The leading thread's ident, _VACANT, or _COMING (a follower was told to take it).
+        self._leader = _VACANT
+        self._vacant_since = 0.0
+        self._last_vacate = 0.0
+        self._watching = False
+        self._inline: set[int] = set()
+        self._threads = 0
+        self._idle = 0
+        self._runners = 0
+        self._last_pop = 0.0
+        self._started = False
+
+    # -- connections ------------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        """Start reading ``conn``."""
+        self._conns[conn.fileno] = conn
+        self._epoll.register(conn.fileno, _ARMED)
+        self.start()
+
+    def _rearm(self, conn: Connection) -> None:
+        try:
+            self._epoll.modify(conn.fileno, _ARMED)
+        except (OSError, ValueError):
+            pass
+
+    def _disarm(self, conn: Connection) -> None:
+        try:
+            self._epoll.modify(conn.fileno, 0)
+        except (OSError, ValueError):
+            pass
+
+    def _lost(self, conn: Connection) -> None:
+        if self._conns.get(conn.fileno) is conn:
+            del self._conns[conn.fileno]
+            try:
+                self._epoll.unregister(conn.fileno)
+            except (OSError, ValueError):
+                pass
+        conn.close()
+        with conn.send_lock:
+            conn.release_socket()
+        self._on_lost(conn)
+
+    # -- threads and tasks ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the first thread and the watchdog (idempotent)."""
+        with self._state:
+            if self._started:
+                return
+            self._started = True
+            self._promote_locked()
+        threading.Thread(target=self._watchdog, name="pydistributed-watchdog", daemon=True).start()
+        _interrupt.before_block = self.about_to_block
+
+    def submit(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on a pool thread, soon, concurrently with other tasks."""
+        self._tasks.append(task)
+        if self._leader != threading.get_ident() and not self._woken:
+            self._woken = True
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass
+
+    def about_to_block(self) -> None:
+        """Called by a thread before it blocks: if it is running tasks in place of a leader,
+        hand the role to another thread first."""
+        if self._leader == _VACANT and threading.get_ident() in self._inline:
+            with self._state:
+                if self._leader == _VACANT:
+                    self._promote_locked()
+
+    def _promote_locked(self) -> None:
+        self._leader = _COMING
+        if self._idle:
+            self._follow.notify()
+        else:
+            self._threads += 1
+            threading.Thread(target=self._main, name="pydistributed-engine", daemon=True).start()
+
+    def _main(self) -> None:
+        me = threading.get_ident()
+        while True:
+            with self._state:
+                self._idle += 1
+                while self._leader != _COMING:
+                    if (
+                        not self._follow.wait(_IDLE_EXIT)
+                        and self._leader != _COMING
+                        and self._threads > _KEEP_THREADS
+                    ):
+                        self._idle -= 1
+                        self._threads -= 1
+                        return
+                self._idle -= 1
+                self._leader = me
+            self._serve(me)
+
+    def _serve(self, me: int) -> None:
+        """Lead; run tasks in place when there are any; lead again unless replaced."""
+        while True:
+            try:
+                self._lead()
+            except BaseException:
+                log.exception("pydistributed engine leader failed")
+            with self._state:
+                now = time.monotonic()
+                self._leader = _VACANT
+                self._vacant_since = self._last_vacate = now
+                self._runners += 1
+                if not self._watching:
+                    self._watching = True
+                    self._watch.notify()
+            self._inline.add(me)
+            try:
+                self._run_tasks()
+            finally:
+                self._inline.discard(me)
+                with self._state:
+                    self._runners -= 1
+                    if self._leader != _VACANT:
+                        return
+                    self._leader = me
+
+    def _watchdog(self) -> None:
+        while True:
+            with self._state:
+                while not self._watching:
+                    self._watch.wait()
+            time.sleep(_TICK)
+            with self._state:
+                now = time.monotonic()
+                if self._leader == _VACANT and now - self._vacant_since >= STALE:
+                    self._promote_locked()
+                elif self._leader > 0 and now - self._last_vacate > _WATCH_IDLE:
+                    self._watching = False
+
+    def _lead(self) -> None:
+        """Wait for and dispatch input; return when queued tasks need this thread."""
+        while True:
+            if self._tasks and (self._runners == 0 or time.monotonic() - self._last_pop > STALE):
+                return
+            events = self._epoll.poll(STALE if self._tasks else -1)
+            for fd, _mask in events:
+                if fd == self._wake_r:
+                    self._woken = False
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                conn = self._conns.get(fd)
+                if conn is not None and conn.read_lock.acquire(blocking=False):
+                    try:
+                        alive = self._read(conn, None)
+                    finally:
+                        conn.read_lock.release()
+                    if alive:
+                        self._rearm(conn)
+                    else:
+                        self._lost(conn)
+
+    def _run_tasks(self) -> None:
+        while True:
+            try:
+                task = self._tasks.popleft()
+            except IndexError:
+                return
+            self._last_pop = time.monotonic()
+            try:
+                task()
+            except BaseException:
+                log.exception("pydistributed task failed")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read(self, conn: Connection, timeout: float | None) -> bool:
+        """One receive on ``conn`` (read_lock held) and dispatch; False when it is lost."""
+        try:
+            if not conn.read_some(timeout):
+                return False
+        except ProtocolError as exc:
+            log.warning("dropping connection to %s: %s", conn.peer, exc)
+            return False
+        while (frame := conn.next_frame()) is not None:
+            try:
+                self._handle_frame(conn, frame)
+            except Exception:
+                log.exception("failed to handle a %s message from %s", frame.kind.name, conn.peer)
+        return True
+
+    def read_for(
+        self,
+        conn: Connection,
+        waiter: Waiter,
+        timeout: float | None = None,
+        send: Callable[[], None] | None = None,
+    ) -> bool:
+        """Wait until ``waiter`` is filled, reading ``conn`` in this thread when nobody else is.
+
+        With ``send``, it is called first: taking the connection's read lock before sending
+        means the reply cannot be read by another thread first (which would cost a hand-off).
+        Returns whether the waiter was filled (False: timed out).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.about_to_block()
+        while not waiter.done:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if conn.closed or not conn.read_lock.acquire(blocking=False):
+                if send is not None:
+                    send, request = None, send
+                    request()
+                    continue
+                if remaining is not None and remaining <= 0:
+                    return False
+                waiter.wait(0.05 if remaining is None else min(remaining, 0.05))
+                continue
+            lost = False
+            try:
+                self._disarm(conn)
+                if send is not None:
+                    send, request = None, send
+                    request()
+                while not waiter.done:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    try:
+                        if not self._read(conn, remaining):
+                            lost = True
+                            break
+                    except TimeoutError:
+                        return False
+            finally:
+                conn.read_lock.release()
+                if lost:
+                    self._lost(conn)
+                elif not conn.closed:
+                    self._rearm(conn)
+        return True

@@ -1,0 +1,191 @@
+"""Future: a write-once reference to a value kept by its owner process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from typing import Any
+
+from ._cluster import PGRP
+from ._exceptions import FutureAlreadySet, RemoteException
+from ._failure import Failure
+from ._refs import RRID, TABLE, next_rrid
+from ._serialize import destination
+
+__all__ = ("Future", "rebuild_future")
+
+
+class Future:
+    """A write-once remote reference, owned by process ``pid`` (default: this one).
+
+    ``remotecall`` returns one owned by the worker that runs the call. ``fetch`` caches the
+    value here and releases this process's claim, so the owner drops the value once no
+    process holds the reference. Pickled into a call to another process, it still resolves
+    from its owner there.
+    """
+
+    __module__ = "pydistributed"
+    __slots__ = ("__weakref__", "_claims", "_has", "_lock", "_value", "where", "whence", "id")
+
+    def __init__(self, pid: int | None = None) -> None:
+        me = PGRP.myid
+        self._setup(me if pid is None else int(pid), next_rrid(me), 1)
+
+    def _setup(self, where: int, rrid: RRID, claims: int) -> None:
+        self.where = where
+        self.whence, self.id = rrid
+        self._lock = threading.Lock()
+        self._has = False
+        self._value: Any = None
+        self._claims = claims
+
+    @classmethod
+    def _make(cls, where: int, rrid: RRID, claims: int = 1) -> Future:
+        future = cls.__new__(cls)
+        future._setup(where, rrid, claims)
+        return future
+
+    @property
+    def rrid(self) -> RRID:
+        """The reference's id."""
+        return RRID(self.whence, self.id)
+
+    def __repr__(self) -> str:
+        return f"Future(where={self.where}, whence={self.whence}, id={self.id})"
+
+    # -- the value ---------------------------------------------------------------------------
+
+    def _keep(self, value: Any) -> None:
+        with self._lock:
+            if not self._has:
+                self._value, self._has = value, True
+            claims, self._claims = self._claims, 0
+        if claims:
+            TABLE.release(self.where, self.rrid, PGRP.myid, claims)
+
+    def _result(self) -> Any:
+        value = self._value
+        if type(value) is Failure:
+            raise value.exception()
+        if type(value) is _Raised:
+            raise value.error
+        return value
+
+    def fetch(self, timeout: float | None = None) -> Any:
+        """Wait for the value and return it (raising :class:`RemoteException` if the call
+        that produces it failed); ``TimeoutError`` after ``timeout`` seconds."""
+        if not self._has:
+            if self.where == PGRP.myid:
+                value = TABLE.lookup(self.rrid).store.fetch(timeout)
+            else:
+                from ._remotecall import call_on_owner
+
+                try:
+                    (value,) = call_on_owner(_fetch_ref, self.where, self.rrid, timeout, timeout=timeout)
+                except RemoteException as exc:
+                    value = _Raised(exc)
+            self._keep(value)
+        return self._result()
+
+    def wait(self, timeout: float | None = None) -> Future:
+        """Block until the value is there (``TimeoutError`` after ``timeout``); return self."""
+        if not self._has:
+            if self.where == PGRP.myid:
+                TABLE.lookup(self.rrid).store.wait(timeout)
+            else:
+                from ._remotecall import call_on_owner
+
+                call_on_owner(_wait_ref, self.where, self.rrid, timeout, timeout=timeout)
+        return self
+
+    def isready(self) -> bool:
+        """Whether the value is there (asks the owner unless it is cached here)."""
+        if self._has:
+            return True
+        if self.where == PGRP.myid:
+            return bool(TABLE.lookup(self.rrid).store.isready())
+        from ._remotecall import call_on_owner
+
+        return bool(call_on_owner(_isready_ref, self.where, self.rrid))
+
+    def put(self, value: Any) -> Future:
+        """Set the value; raises :class:`FutureAlreadySet` if it was set before."""
+        if self._has:
+            raise FutureAlreadySet("a Future can be set only once")
+        if self.where == PGRP.myid:
+            TABLE.lookup(self.rrid).store.put(value)
+        else:
+            from ._remotecall import call_on_owner
+
+            call_on_owner(_put_ref, self.where, self.rrid, value)
+        self._keep(value)
+        return self
+
+    def take(self) -> Any:
+        """Futures are values, not queues: always raises ``TypeError``."""
+        raise TypeError("take is not defined for a Future (use fetch)")
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if not self._has:
+            import asyncio
+
+            yield from asyncio.get_running_loop().run_in_executor(None, self.fetch).__await__()
+        return self._result()
+
+    # -- reference counting -------------------------------------------------------------------
+
+    def __del__(self) -> None:
+        try:
+            if self._claims:
+                TABLE.release(self.where, self.rrid, PGRP.myid, self._claims)
+        except Exception:
+            pass
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._has:
+            return rebuild_future, (self.where, self.whence, self.id, False, True, self._value)
+        dest = destination()
+        if dest:
+            TABLE.add_holder(self.where, self.rrid, dest)
+        return rebuild_future, (self.where, self.whence, self.id, bool(dest), False, None)
+
+
+class _Raised:
+    """A cached failure of a Future whose producing call raised."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def rebuild_future(
+    where: int, whence: int, id: int, counted: bool, has_value: bool, value: Any
+) -> Future:
+    """Unpickle a Future (see ``Future.__reduce__``)."""
+    future = Future._make(where, RRID(whence, id), 1 if counted else 0)
+    if has_value:
+        future._keep(value)
+    return future
+
+
+rebuild_future.__module__ = "pydistributed._future"
+
+# -- run on the owner ----------------------------------------------------------------------
+
+
+def _fetch_ref(rrid: RRID, timeout: float | None) -> tuple[Any]:
+    # A 1-tuple, so a stored Failure travels as a value, not as this call's own failure.
+    return (TABLE.lookup(rrid).store.fetch(timeout),)
+
+
+def _wait_ref(rrid: RRID, timeout: float | None) -> None:
+    TABLE.lookup(rrid).store.wait(timeout)
+
+
+def _isready_ref(rrid: RRID) -> bool:
+    return bool(TABLE.lookup(rrid).store.isready())
+
+
+def _put_ref(rrid: RRID, value: Any) -> None:
+    TABLE.lookup(rrid).store.put(value)

@@ -1,0 +1,153 @@
+"""Adding, listing and removing the processes of the cluster."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from collections.abc import Iterable
+from typing import Any, overload
+
+from ._cluster import PGRP
+from .managers._base import ClusterManager
+from .managers._local import LocalManager
+
+__all__ = (
+    "addprocs",
+    "cluster_cookie",
+    "default_addprocs_params",
+    "myid",
+    "nprocs",
+    "nworkers",
+    "procs",
+    "rmprocs",
+    "worker_id_from_socket",
+    "workers",
+)
+
+_TOPOLOGIES = ("all_to_all", "master_worker", "custom")
+
+
+def default_addprocs_params(manager: ClusterManager | None = None) -> dict[str, Any]:
+    """The default keywords of :func:`addprocs` (for ``manager`` when given)."""
+    return {
+        "restrict": True,
+        "exename": sys.executable,
+        "exeflags": (),
+        "dir": os.getcwd(),
+        "env": None,
+        "topology": "all_to_all",
+        "lazy": True,
+        "enable_threaded_blas": False,
+    }
+
+
+def addprocs(target: int | list[Any] | ClusterManager, /, **kwargs: Any) -> list[int]:
+    """Add workers and return their ids, in launch order.
+
+    ``addprocs(n)`` starts ``n`` workers on this host (:class:`LocalManager`);
+    ``addprocs(manager)`` uses any :class:`ClusterManager`. Keywords: ``restrict``,
+    ``exename``, ``exeflags``, ``dir``, ``env``, ``topology``, ``lazy``,
+    ``enable_threaded_blas`` (see :func:`default_addprocs_params`), and any the manager
+    reads. Returns when every new worker joined; raises :class:`LaunchError` (with what a
+    failing worker printed) otherwise.
+    """
+    if isinstance(target, bool):
+        raise TypeError("addprocs expects a count, a list of machines or a ClusterManager")
+    manager: ClusterManager
+    if isinstance(target, int):
+        manager = LocalManager(target, restrict=kwargs.get("restrict", True))
+    elif isinstance(target, ClusterManager):
+        manager = target
+    elif isinstance(target, list | tuple):
+        raise NotImplementedError("addprocs over SSH (SSHManager) is not available yet")
+    else:
+        raise TypeError("addprocs expects a count, a list of machines or a ClusterManager")
+    params = default_addprocs_params(manager)
+    params.update(kwargs)
+    if params["topology"] not in _TOPOLOGIES:
+        raise ValueError(f"topology must be one of {', '.join(_TOPOLOGIES)}")
+    params["share_sys_path"] = isinstance(manager, LocalManager)
+    if isinstance(manager, LocalManager) and manager.np == 0:
+        return []
+    return PGRP.addprocs(manager, params)
+
+
+def myid() -> int:
+    """This process's id (1 on the master)."""
+    return PGRP.myid
+
+
+def procs(pid: int | None = None) -> list[int]:
+    """Ids of every process, the master included; with ``pid``, those on ``pid``'s host."""
+    everyone = PGRP.procs()
+    if pid is None:
+        return everyone
+    host = _address(PGRP.host_of(pid))
+    return [p for p in everyone if _address(PGRP.host_of(p) if p != 1 or PGRP.myid == 1 else "") == host]
+
+
+def _address(host: str) -> str:
+    try:
+        return socket.gethostbyname(host) if host else "127.0.0.1"
+    except OSError:
+        return host
+
+
+def workers() -> list[int]:
+    """Ids of the workers (``[1]`` when there are none)."""
+    ids = [p for p in PGRP.procs() if p != 1]
+    return ids or [1]
+
+
+def nprocs() -> int:
+    """Number of processes, the master included."""
+    return len(PGRP.procs())
+
+
+def nworkers() -> int:
+    """Number of workers: ``nprocs() - 1``, or 1 when only the master exists."""
+    n = nprocs()
+    return n - 1 if n > 1 else 1
+
+
+def rmprocs(*pids: int | Iterable[int], waitfor: float = math.inf) -> None:
+    """Remove workers (ids, or one list of ids); the master cannot be removed.
+
+    Returns once they are gone, or raises ``TimeoutError`` naming those still alive after
+    ``waitfor`` seconds; ``waitfor=0`` returns at once. Unknown ids are ignored.
+    """
+    flat: list[int] = []
+    for item in pids:
+        if isinstance(item, int):
+            flat.append(item)
+        else:
+            flat.extend(item)
+    PGRP.rmprocs(flat, waitfor)
+
+
+@overload
+def cluster_cookie() -> str: ...
+@overload
+def cluster_cookie(cookie: str) -> str: ...
+def cluster_cookie(cookie: str | None = None) -> str:
+    """Return the cluster's shared secret; with an argument, set it and return it."""
+    if cookie is not None:
+        if not isinstance(cookie, str) or not cookie or not cookie.isascii():
+            raise ValueError("the cluster cookie must be a non-empty ASCII string")
+        PGRP.cookie = cookie
+    return PGRP.cookie
+
+
+def worker_id_from_socket(sock: Any) -> int:
+    """Id of the process at the other end of cluster connection ``sock``; -1 if unknown."""
+    try:
+        fileno = sock.fileno()
+    except (AttributeError, OSError, ValueError):
+        return -1
+    for pid, worker in list(PGRP.workers.items()):
+        conn = worker.conn
+        if conn is not None and not conn.closed and (conn.sock is sock or conn.fileno == fileno):
+            return pid
+    return -1

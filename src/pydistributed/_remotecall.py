@@ -1,0 +1,195 @@
+"""Remote calls: remotecall, remotecall_fetch, remotecall_wait, remote_do."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from ._cluster import PGRP
+from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
+from ._failure import capture
+from ._future import Future
+from ._handlers import OK
+from ._refs import RRID, TABLE, RemoteValue, next_rrid
+from ._serialize import dumps
+from ._transport import Connection
+from ._waiter import Waiter
+from .protocol import Kind
+
+__all__ = (
+    "call_on_owner",
+    "remote_do",
+    "remotecall",
+    "remotecall_fetch",
+    "remotecall_wait",
+)
+
+# Errors of the library's own owner-side operations that callers get unwrapped.
+_UNWRAPPED = (TimeoutError, FutureAlreadySet, ChannelClosed)
+# Grace on top of a remote timeout before the caller stops waiting for the answer.
+_GRACE = 5.0
+
+PoolDispatch = Callable[..., Any]
+_pool_dispatch: dict[str, PoolDispatch] = {}
+
+
+def _pid(target: Any) -> int:
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise TypeError(f"expected a process id (int), got {type(target).__name__}")
+    return target
+
+
+def _request(
+    conn: Connection,
+    kind: Kind,
+    message: Any,
+    timeout: float | None = None,
+    response: RRID | None = None,
+) -> Any:
+    """Send a call that is answered with a RESULT and wait for the answer."""
+    key = next_rrid(PGRP.myid)
+    waiter = Waiter()
+    conn.pending[key] = waiter
+    payload, buffers = dumps(message, conn.peer)
+    if response is None:
+        response, notify = key, (0, 0)
+    else:
+        notify = key
+
+    def send() -> None:
+        conn.send(kind, payload, response, notify, buffers)
+
+    try:
+        done = PGRP.engine.read_for(conn, waiter, timeout, send)
+    finally:
+        conn.pending.pop(key, None)
+    if not done:
+        raise TimeoutError(f"no answer from process {conn.peer} within {timeout} s")
+    return waiter.result()
+
+
+def _run_here(entry: RemoteValue, f: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    try:
+        value = f(*args, **kwargs)
+    except BaseException as exc:
+        value = capture(exc, PGRP.myid)
+    entry.store.put(value)
+
+
+def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> Future:
+    """Call ``f(*args, **kwargs)`` on process ``pid`` (or a worker of the pool ``pid``).
+
+    Returns at once with a :class:`Future` owned by that process.
+    """
+    if not isinstance(pid, int):
+        return _pool_dispatch["remotecall"](f, pid, *args, **kwargs)
+    me = PGRP.myid
+    if pid == me:
+        future = Future()
+        PGRP.engine.submit(partial(_run_here, TABLE.lookup(future.rrid), f, args, kwargs))
+        return future
+    conn = PGRP.connection(_pid(pid))
+    rrid = next_rrid(me)
+    payload, buffers = dumps((f, args, kwargs), pid)
+    future = Future._make(pid, rrid)
+    conn.send(Kind.CALL, payload, rrid, (0, 0), buffers)
+    return future
+
+
+def remotecall_fetch(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Call ``f(*args, **kwargs)`` on ``pid`` and return its value: one request, one reply.
+
+    Raises :class:`RemoteException` if the call raised there, and
+    :class:`ProcessExitedException` if the process dies first.
+    """
+    if not isinstance(pid, int):
+        return _pool_dispatch["remotecall_fetch"](f, pid, *args, **kwargs)
+    if pid == PGRP.myid:
+        try:
+            return f(*args, **kwargs)
+        except Exception as exc:
+            raise RemoteException(pid, exc, traceback.format_exc()) from exc
+    return _request(PGRP.connection(_pid(pid)), Kind.CALL_FETCH, (f, args, kwargs))
+
+
+def remotecall_wait(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> Future:
+    """Like :func:`remotecall`, but return only once the call finished on ``pid``.
+
+    Raises :class:`RemoteException` if the call raised.
+    """
+    if not isinstance(pid, int):
+        return _pool_dispatch["remotecall_wait"](f, pid, *args, **kwargs)
+    if pid == PGRP.myid:
+        future = remotecall(f, pid, *args, **kwargs)
+        return _raise_failure(future)
+    rrid = next_rrid(PGRP.myid)
+    future = Future._make(pid, rrid)
+    answer = _request(
+        PGRP.connection(_pid(pid)), Kind.CALL_WAIT, (f, args, kwargs), response=rrid
+    )
+    assert answer == OK
+    return future
+
+
+def _raise_failure(future: Future) -> Future:
+    from ._failure import Failure
+
+    value = TABLE.lookup(future.rrid).store.fetch()
+    if type(value) is Failure:
+        raise value.exception()
+    return future
+
+
+def _run_and_report(f: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    try:
+        f(*args, **kwargs)
+    except BaseException:
+        traceback.print_exc()
+
+
+def remote_do(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> None:
+    """Run ``f(*args, **kwargs)`` on ``pid`` and forget it: one message, no reply.
+
+    Errors are printed on that process, never returned.
+    """
+    if not isinstance(pid, int):
+        _pool_dispatch["remote_do"](f, pid, *args, **kwargs)
+        return
+    if pid == PGRP.myid:
+        PGRP.engine.submit(partial(_run_and_report, f, args, kwargs))
+        return
+    conn = PGRP.connection(_pid(pid))
+    payload, buffers = dumps((f, args, kwargs), pid)
+    conn.send(Kind.REMOTE_DO, payload, buffers=buffers)
+
+
+def call_on_owner(
+    f: Callable[..., Any], owner: int, *args: Any, timeout: float | None = None
+) -> Any:
+    """Run one of the library's owner-side operations on ``owner`` and return its value.
+
+    ``TimeoutError``, ``FutureAlreadySet`` and ``ChannelClosed`` raised there are raised here
+    as they are, not wrapped in :class:`RemoteException`.
+    """
+    if owner == PGRP.myid:
+        return f(*args)
+    wait = None if timeout is None else timeout + _GRACE
+    try:
+        return _request(PGRP.connection(owner), Kind.CALL_FETCH, (f, args, {}), wait)
+    except RemoteException as exc:
+        if isinstance(exc.exception, _UNWRAPPED):
+            raise exc.exception from None
+        raise
+
+
+def _apply_changes(changes: list[tuple[RRID, int, int]]) -> None:
+    TABLE.apply(changes)
+
+
+def _send_changes(owner: int, changes: list[tuple[RRID, int, int]]) -> None:
+    remote_do(_apply_changes, owner, changes)
+
+
+TABLE.send_changes = _send_changes

@@ -1,0 +1,201 @@
+"""One authenticated cluster connection over a socket: the only code that touches sockets.
+
+A :class:`Connection` owns a connected socket, a frame decoder and two locks: ``send_lock``
+serializes writers (each frame goes out in one gather write), ``read_lock`` gives one thread at
+a time the right to read. Which thread reads is decided elsewhere (:mod:`._engine`).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._exceptions import AuthenticationError, ProcessExitedException, ProtocolError
+from ._waiter import Waiter
+from .protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Handshake, Kind, encode_frame
+
+__all__ = ("HANDSHAKE_TIMEOUT", "Connection", "authenticate", "dial")
+
+log = logging.getLogger("pydistributed")
+
+HANDSHAKE_TIMEOUT = 10.0
+_SCRATCH = 1 << 18
+# Body parts at least this large are received straight into their final buffer.
+_DIRECT = 1 << 16
+_IOV_MAX = 512
+
+
+def _tune(sock: socket.socket) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def authenticate(sock: socket.socket, cookie: str, *, initiator: bool) -> None:
+    """Run the cookie handshake on a fresh socket; raise :class:`AuthenticationError`.
+
+    Reads are capped at what the handshake still expects and the whole exchange has a
+    deadline, so a silent or chatty peer cannot hold the caller.
+    """
+    handshake = Handshake(cookie, initiator=initiator)
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    try:
+        sock.sendall(handshake.hello())
+        while not handshake.complete:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AuthenticationError("handshake timed out")
+            sock.settimeout(remaining)
+            data = sock.recv(handshake.wanted())
+            if not data:
+                raise AuthenticationError("peer closed the connection during the handshake")
+            reply = handshake.receive_data(data)
+            if reply:
+                sock.sendall(reply)
+    except OSError as exc:
+        raise AuthenticationError(f"handshake failed: {exc}") from exc
+    finally:
+        try:
+            sock.settimeout(None)
+        except OSError:
+            pass
+
+
+def dial(host: str, port: int, cookie: str, timeout: float = 30.0) -> socket.socket:
+    """Connect to a cluster process and authenticate as the initiator."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.settimeout(None)
+        _tune(sock)
+        authenticate(sock, cookie, initiator=True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Connection:
+    """An authenticated, framed link to one peer process.
+
+    Attributes:
+        peer: the peer's process id (0 until identified).
+        pending: waiters for replies to requests sent on this connection, by response id.
+    """
+
+    def __init__(self, sock: socket.socket, peer: int = 0, *, max_frame: int = DEFAULT_MAX_FRAME):
+        _tune(sock)
+        self.sock = sock
+        self.fileno = sock.fileno()
+        self.peer = peer
+        self.decoder = FrameDecoder(max_frame)
+        self.send_lock = threading.Lock()
+        self.read_lock = threading.Lock()
+        self.pending: dict[tuple[int, int], Waiter] = {}
+        self.closed = False
+        self.on_close: Callable[[Connection], None] | None = None
+        self._scratch = bytearray(_SCRATCH)
+        self._scratch_view = memoryview(self._scratch)
+
+    def __repr__(self) -> str:
+        return f"<Connection to {self.peer} fd={self.fileno}{' closed' if self.closed else ''}>"
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def send(
+        self,
+        kind: Kind,
+        payload: bytes | bytearray | memoryview,
+        response: tuple[int, int] = (0, 0),
+        notify: tuple[int, int] = (0, 0),
+        buffers: Sequence[memoryview] = (),
+    ) -> None:
+        """Send one frame; raise :class:`ProcessExitedException` if the link is gone."""
+        chunks = encode_frame(kind, payload, response, notify, tuple(buffers))
+        with self.send_lock:
+            if self.closed:
+                raise ProcessExitedException(self.peer)
+            try:
+                if len(chunks) == 1:
+                    self.sock.sendall(chunks[0])
+                else:
+                    self._send_chunks(chunks)
+            except OSError as exc:
+                log.debug("send to %s failed: %s", self.peer, exc)
+                self.close()
+                raise ProcessExitedException(self.peer) from exc
+
+    def _send_chunks(self, chunks: Sequence[Any]) -> None:
+        views = [memoryview(c).cast("B") for c in chunks]
+        while views:
+            sent = self.sock.sendmsg(views[:_IOV_MAX])
+            while sent:
+                if sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
+
+    # -- reading (the caller holds read_lock) -------------------------------------------
+
+    def read_some(self, timeout: float | None = None) -> bool:
+        """Receive what is available (blocking up to ``timeout``); return False on EOF.
+
+        Decoded frames are left in the decoder (see :meth:`next_frame`). Raises
+        :class:`ProtocolError` on a malformed stream and ``TimeoutError`` when nothing came.
+        """
+        if timeout is not None and not select.select([self.sock], [], [], max(timeout, 0))[0]:
+            raise TimeoutError
+        view = self.decoder.body_view()
+        try:
+            if view is not None and len(view) >= _DIRECT:
+                n = self.sock.recv_into(view)
+                if n:
+                    self.decoder.advance(n)
+                return n > 0
+            n = self.sock.recv_into(self._scratch)
+        except (ConnectionError, OSError) as exc:
+            log.debug("receive from %s failed: %s", self.peer, exc)
+            return False
+        if n:
+            self.decoder.receive_data(self._scratch_view[:n])
+        return n > 0
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame received, or ``None``."""
+        return self.decoder.next_frame()
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Shut the socket down (waking any thread blocked on it) and fail pending waiters."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        error = ProcessExitedException(self.peer)
+        for waiter in list(self.pending.values()):
+            waiter.fail(error)
+        self.pending.clear()
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def release_socket(self) -> None:
+        """Close the file descriptor (after :meth:`close`, once no thread uses it)."""
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def check_frame_kind(frame: Frame, *kinds: Kind) -> None:
+    """Raise :class:`ProtocolError` unless ``frame`` is one of ``kinds``."""
+    if frame.kind not in kinds:
+        raise ProtocolError(f"expected {', '.join(k.name for k in kinds)}, got {frame.kind.name}")

@@ -1,0 +1,109 @@
+"""The body of a worker process: listen, print the address, serve until the master is gone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from ._cluster import PGRP, _exit_process
+from .managers._base import worker_timeout
+
+__all__ = ("init_worker", "start_worker")
+
+log = logging.getLogger("pydistributed")
+
+
+def _watch_stdin() -> None:
+    """Exit when stdin reaches EOF: the process that started us (and holds it) is gone."""
+    try:
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
+    except OSError:
+        pass
+    _exit_process()
+
+
+def _exit_unless_joined(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not PGRP.is_worker:
+        if time.monotonic() > deadline:
+            log.error("pydistributed: master did not connect within %g s; exiting", timeout)
+            _exit_process()
+        time.sleep(0.1)
+
+
+def _listen(bind_to: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in bind_to else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((bind_to, 0))
+    server.listen(128)
+    return server
+
+
+def _advertised_host(bind_to: str) -> str:
+    if bind_to not in ("0.0.0.0", "::", ""):
+        return bind_to
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def start_worker(
+    out: IO[str] | None = None, cookie: str | None = None, *, bind_to: str = "0.0.0.0"
+) -> None:
+    """Run this process as a worker: never returns.
+
+    Reads the cookie from the first line of stdin when not given, listens on a free port,
+    prints ``pydistributed_worker:PORT#HOST`` on ``out`` (default ``sys.stdout``) and serves
+    connections until the master's connection is lost. A master that does not connect within
+    ``PYDISTRIBUTED_WORKER_TIMEOUT`` seconds makes the worker exit.
+    """
+    watch_stdin = cookie is None
+    if cookie is None:
+        cookie = sys.stdin.readline().strip()
+    if not cookie:
+        raise ValueError("no cluster cookie given")
+    out = out if out is not None else sys.stdout
+    init_worker(cookie)
+    server = _listen(bind_to)
+    PGRP.port = server.getsockname()[1]
+    PGRP.host = _advertised_host(bind_to)
+    print(f"pydistributed_worker:{PGRP.port}#{PGRP.host}", file=out, flush=True)
+    if watch_stdin:
+        threading.Thread(target=_watch_stdin, name="pydistributed-stdin", daemon=True).start()
+    threading.Thread(
+        target=_exit_unless_joined, args=(worker_timeout(),), name="pydistributed-join", daemon=True
+    ).start()
+    while True:
+        try:
+            sock, _ = server.accept()
+        except OSError as exc:
+            log.error("pydistributed: accept failed: %s", exc)
+            time.sleep(0.1)
+            continue
+        threading.Thread(
+            target=PGRP.serve_connection, args=(sock,), name="pydistributed-accept", daemon=True
+        ).start()
+
+
+def init_worker(cookie: str, manager: Any = None) -> None:
+    """Make this process a worker of the cluster that uses ``cookie``.
+
+    Connections then come through :meth:`ProcessGroup.serve_connection` (``start_worker``
+    listens for them); ``manager`` is accepted for Julia's signature and not used by the
+    built-in transport.
+    """
+    from ._processes import cluster_cookie
+
+    cluster_cookie(cookie)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)

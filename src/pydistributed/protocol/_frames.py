@@ -1,0 +1,203 @@
+"""Framing: message kinds, the fixed binary header, and a sans-IO encoder/decoder.
+
+A frame on the wire::
+
+    header (36 bytes, little-endian)
+        kind        u8     message kind (:class:`Kind`)
+        flags       u8     reserved, 0
+        nbuffers    u16    number of out-of-band buffers
+        payload     u64    length of the pickled payload
+        resp_whence u32    response reference: owner pid ...
+        resp_id     u64    ... and number (0, 0 when unused)
+        note_whence u32    notify reference: owner pid ...
+        note_id     u64    ... and number
+    buffer lengths (nbuffers x u64)
+    payload bytes
+    buffer bytes, one after the other
+
+Nothing here does I/O: the decoder takes bytes in and gives frames out, and can expose the
+remaining part of a large body so the caller receives straight into its final buffer.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from .._exceptions import ProtocolError
+
+__all__ = (
+    "DEFAULT_MAX_FRAME",
+    "HEADER",
+    "MAX_BUFFERS",
+    "Frame",
+    "FrameDecoder",
+    "Kind",
+    "encode_frame",
+)
+
+HEADER = struct.Struct("<BBHQIQIQ")
+_LENGTH = struct.Struct("<Q")
+DEFAULT_MAX_FRAME = 1 << 36
+MAX_BUFFERS = 1 << 12
+# Payloads at most this long are sent in the same buffer as their header.
+_COALESCE = 1 << 16
+_NO_REF = (0, 0)
+
+
+class Kind(enum.IntEnum):
+    """Message kinds, after Julia's ``messages.jl``."""
+
+    CALL = 1
+    CALL_FETCH = 2
+    CALL_WAIT = 3
+    REMOTE_DO = 4
+    RESULT = 5
+    IDENTIFY_SOCKET = 6
+    IDENTIFY_SOCKET_ACK = 7
+    JOIN_PGRP = 8
+    JOIN_COMPLETE = 9
+
+
+_KINDS = frozenset(int(k) for k in Kind)
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded (or to-be-encoded) message.
+
+    ``response`` and ``notify`` are ``(whence, id)`` pairs naming references on the peers;
+    ``buffers`` are the out-of-band buffers of the pickled payload.
+    """
+
+    kind: Kind
+    payload: bytes | bytearray | memoryview
+    response: tuple[int, int] = _NO_REF
+    notify: tuple[int, int] = _NO_REF
+    buffers: list[bytearray] = field(default_factory=list)
+
+
+def encode_frame(
+    kind: Kind,
+    payload: bytes | bytearray | memoryview,
+    response: tuple[int, int] = _NO_REF,
+    notify: tuple[int, int] = _NO_REF,
+    buffers: list[memoryview] | tuple[memoryview, ...] = (),
+) -> list[bytes | bytearray | memoryview]:
+    """Return the frame as a list of byte chunks, ready for a gather write (``sendmsg``).
+
+    Large payloads and out-of-band buffers are passed through without a copy.
+    """
+    head = HEADER.pack(
+        kind, 0, len(buffers), len(payload), response[0], response[1], notify[0], notify[1]
+    )
+    if buffers:
+        head += b"".join([_LENGTH.pack(b.nbytes) for b in buffers])
+    if len(payload) <= _COALESCE:
+        return [head + payload, *buffers]
+    return [head, payload, *buffers]
+
+
+class _State(enum.Enum):
+    HEADER = 0
+    LENGTHS = 1
+    BODY = 2
+
+
+class FrameDecoder:
+    """Turns a byte stream into :class:`Frame` objects.
+
+    Feed bytes with :meth:`receive_data`, collect frames with :meth:`next_frame`. While a
+    large body part is pending, :meth:`body_view` returns the writable rest of its final
+    buffer; fill it directly (``recv_into``) and report the count with :meth:`advance`.
+
+    A header announcing more than ``max_frame`` bytes, more than ``MAX_BUFFERS`` buffers or an
+    unknown kind raises :class:`ProtocolError` before anything is allocated for its body.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._frames: deque[Frame] = deque()
+        self._state = _State.HEADER
+        self._scratch = bytearray()
+        self._need = HEADER.size
+        self._header: tuple[int, ...] = ()
+        self._sizes: list[int] = []
+        self._parts: list[bytearray] = []
+        self._part = bytearray()
+        self._filled = 0
+
+    def next_frame(self) -> Frame | None:
+        """Pop the next complete frame, or ``None``."""
+        return self._frames.popleft() if self._frames else None
+
+    def body_view(self) -> memoryview | None:
+        """The unfilled rest of the body part being received, or ``None`` outside a body."""
+        if self._state is not _State.BODY:
+            return None
+        return memoryview(self._part)[self._filled :]
+
+    def advance(self, n: int) -> None:
+        """Record that ``n`` bytes were written at the start of :meth:`body_view`."""
+        self._filled += n
+        if self._filled == len(self._part):
+            self._finish_part()
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Consume ``data``; complete frames become available from :meth:`next_frame`."""
+        view = memoryview(data).cast("B")
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._state is _State.BODY:
+                take = min(end - pos, len(self._part) - self._filled)
+                self._part[self._filled : self._filled + take] = view[pos : pos + take]
+                pos += take
+                self.advance(take)
+                continue
+            take = min(end - pos, self._need - len(self._scratch))
+            self._scratch += view[pos : pos + take]
+            pos += take
+            if len(self._scratch) == self._need:
+                self._parse_fixed()
+
+    def _parse_fixed(self) -> None:
+        if self._state is _State.HEADER:
+            header = HEADER.unpack(self._scratch)
+            kind, _flags, nbuffers, payload_len = header[:4]
+            if kind not in _KINDS:
+                raise ProtocolError(f"unknown message kind {kind}")
+            if nbuffers > MAX_BUFFERS:
+                raise ProtocolError(f"frame announces {nbuffers} buffers (limit {MAX_BUFFERS})")
+            if payload_len > self.max_frame:
+                raise ProtocolError(f"frame of {payload_len} bytes is over the limit")
+            self._header = header
+            self._sizes = [payload_len]
+            self._scratch = bytearray()
+            if nbuffers:
+                self._state, self._need = _State.LENGTHS, nbuffers * _LENGTH.size
+                return
+        else:
+            self._sizes += [n for (n,) in _LENGTH.iter_unpack(self._scratch)]
+            self._scratch = bytearray()
+        if sum(self._sizes) > self.max_frame:
+            raise ProtocolError(f"frame of {sum(self._sizes)} bytes is over the limit")
+        self._parts = []
+        self._start_part()
+
+    def _start_part(self) -> None:
+        size = self._sizes[len(self._parts)]
+        self._state, self._part, self._filled = _State.BODY, bytearray(size), 0
+        if size == 0:
+            self._finish_part()
+
+    def _finish_part(self) -> None:
+        self._parts.append(self._part)
+        if len(self._parts) < len(self._sizes):
+            self._start_part()
+            return
+        kind, _flags, _n, _len, rw, ri, nw, ni = self._header
+        payload, *buffers = self._parts
+        self._frames.append(Frame(Kind(kind), payload, (rw, ri), (nw, ni), buffers))
+        self._state, self._need, self._part, self._parts = _State.HEADER, HEADER.size, bytearray(), []
