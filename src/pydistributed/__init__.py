@@ -11,6 +11,8 @@ for-reduce. Everything public is importable from here::
 
 from __future__ import annotations
 
+from ._backoff import ExponentialBackOff
+from ._channel import Channel
 from ._exceptions import (
     AuthenticationError,
     ChannelClosed,
@@ -36,6 +38,7 @@ from ._processes import (
 )
 from ._refs import RRID
 from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wait
+from ._timedwait import timedwait
 from ._worker import init_worker, start_worker
 from .managers import (
     ClusterManager,
@@ -50,9 +53,11 @@ from .managers import (
 __all__ = (
     "RRID",
     "AuthenticationError",
+    "Channel",
     "ChannelClosed",
     "ClusterManager",
     "DistributedError",
+    "ExponentialBackOff",
     "Future",
     "FutureAlreadySet",
     "LaunchError",
@@ -79,6 +84,7 @@ __all__ = (
     "remotecall_wait",
     "rmprocs",
     "start_worker",
+    "timedwait",
     "worker_id_from_socket",
     "workers",
 )

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up a virtual environment and run everything CI checks: lint, types, tests, benchmark smoke.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.venv-test
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$venv/bin/python" -m pip install -q -e '.[dev]'
+echo "== ruff"
+"$venv/bin/ruff" check src tests benchmarks examples
+"$venv/bin/ruff" format --check src tests benchmarks examples
+echo "== mypy"
+"$venv/bin/mypy"
+echo "== benchmark smoke"
+"$venv/bin/python" -m benchmarks --quick --only roundtrip --out "$(mktemp -d)"
+echo "== pytest"
+"$venv/bin/python" -m pytest "$@"

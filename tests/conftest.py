@@ -1,0 +1,55 @@
+"""Shared fixtures: a cluster of real worker processes, and a check that none is left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import pydistributed as dist
+
+
+def _children() -> set[int]:
+    """Ids of the live (non-zombie) processes whose parent is this process."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """Fail a test that leaves worker processes running."""
+    before = _children()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := _children() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"test left processes running: {sorted(left)}"
+
+
+@pytest.fixture
+def workers2() -> Iterator[list[int]]:
+    """Two fresh local workers, removed after the test."""
+    pids = dist.addprocs(2)
+    yield pids
+    dist.rmprocs(pids, waitfor=20)
+
+
+@pytest.fixture
+def workers4() -> Iterator[list[int]]:
+    """Four fresh local workers, removed after the test."""
+    pids = dist.addprocs(4)
+    yield pids
+    dist.rmprocs(pids, waitfor=20)
