@@ -29,16 +29,17 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _interrupt
-from ._exceptions import ProtocolError
+from ._exceptions import ProcessExitedException, ProtocolError
 from ._transport import Connection
 from ._waiter import Waiter
 from .protocol import Frame
 
-__all__ = ("STALE", "Engine")
+__all__ = ("FLUSH_DELAY", "STALE", "Engine")
 
 log = logging.getLogger("pydistributed")
 
 STALE = 0.002
+FLUSH_DELAY = 0.0003
 _TICK = 0.002
 _WATCH_IDLE = 0.5
 _IDLE_EXIT = 30.0
@@ -86,6 +87,8 @@ class Engine:
         self._runners = 0
         self._last_pop = 0.0
         self._started = False
+        self._dirty: set[Connection] = set()
+        self._dirty_since = 0.0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -134,7 +137,40 @@ class Engine:
     def submit(self, task: Callable[[], object]) -> None:
         """Run ``task`` on a pool thread, soon, concurrently with other tasks."""
         self._tasks.append(task)
-        if self._leader != threading.get_ident() and not self._woken:
+        if self._leader != threading.get_ident():
+            self._kick()
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """``conn`` has deferred frames in its outbox: flush them soon.
+
+        Engine threads flush when they run out of work; for any other thread the leader
+        flushes after :data:`FLUSH_DELAY`, so that a burst of calls goes out in few writes.
+        """
+        if not self._dirty:
+            self._dirty_since = time.monotonic()
+        self._dirty.add(conn)
+        me = threading.get_ident()
+        if me != self._leader and me not in self._inline:
+            self._kick()
+
+    def flush(self) -> None:
+        """Send every deferred frame now."""
+        while self._dirty:
+            try:
+                conn = self._dirty.pop()
+            except KeyError:
+                return
+            try:
+                conn.flush()
+            except ProcessExitedException:
+                pass
+
+    def _flush_due(self) -> float:
+        """Seconds until deferred frames must go out (<= 0: now)."""
+        return self._dirty_since + FLUSH_DELAY - time.monotonic()
+
+    def _kick(self) -> None:
+        if not self._woken:
             self._woken = True
             try:
                 os.write(self._wake_w, b"\0")
@@ -142,8 +178,10 @@ class Engine:
                 pass
 
     def about_to_block(self) -> None:
-        """Called by a thread before it blocks: if it is running tasks in place of a leader,
-        hand the role to another thread first."""
+        """Called by a thread before it blocks: send deferred frames, and if it is running
+        tasks in place of a leader, hand the role to another thread first."""
+        if self._dirty:
+            self.flush()
         if self._leader == _VACANT and threading.get_ident() in self._inline:
             with self._state:
                 if self._leader == _VACANT:
@@ -207,6 +245,8 @@ class Engine:
                 while not self._watching:
                     self._watch.wait()
             time.sleep(_TICK)
+            if self._dirty and self._flush_due() <= 0:
+                self.flush()
             with self._state:
                 now = time.monotonic()
                 if self._leader == _VACANT and now - self._vacant_since >= STALE:
@@ -219,7 +259,14 @@ class Engine:
         while True:
             if self._tasks and (self._runners == 0 or time.monotonic() - self._last_pop > STALE):
                 return
-            events = self._epoll.poll(STALE if self._tasks else -1)
+            timeout = STALE if self._tasks else -1.0
+            if self._dirty:
+                due = self._flush_due()
+                if due <= 0:
+                    self.flush()
+                    continue
+                timeout = due if timeout < 0 else min(due, timeout)
+            events = self._epoll.poll(timeout)
             for fd, _mask in events:
                 if fd == self._wake_r:
                     self._woken = False
@@ -245,8 +292,12 @@ class Engine:
             try:
                 task = self._tasks.popleft()
             except IndexError:
+                if self._dirty:
+                    self.flush()
                 return
             self._last_pop = time.monotonic()
+            if self._dirty and self._last_pop - self._dirty_since > FLUSH_DELAY:
+                self.flush()
             try:
                 task()
             except BaseException:

@@ -16,6 +16,7 @@ from typing import Any
 from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
 from ._failure import Failure, capture
+from ._future import AWAITING_PUSH
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads
 from ._transport import Connection
@@ -27,6 +28,8 @@ log = logging.getLogger("pydistributed")
 
 _CALLS = frozenset({Kind.CALL, Kind.CALL_FETCH, Kind.CALL_WAIT, Kind.REMOTE_DO})
 OK = "ok"
+# Results of remotecall at most this large (pickled) are pushed to the caller unasked.
+PUSH_LIMIT = 1 << 16
 
 
 def handle_frame(conn: Connection, frame: Frame) -> None:
@@ -35,6 +38,7 @@ def handle_frame(conn: Connection, frame: Frame) -> None:
     if kind is Kind.RESULT:
         waiter = conn.pending.pop(frame.response, None)
         if waiter is None:
+            _receive_push(frame)
             return
         try:
             value = loads(frame.payload, frame.buffers)
@@ -55,14 +59,35 @@ def handle_frame(conn: Connection, frame: Frame) -> None:
         log.warning("pydistributed: unexpected %s message from %s", kind.name, conn.peer)
 
 
+def _receive_push(frame: Frame) -> None:
+    future = AWAITING_PUSH.pop(frame.response, None)
+    if future is not None:
+        future._keep(loads(frame.payload, frame.buffers))
+
+
+def _push(conn: Connection, response: tuple[int, int], value: Any) -> None:
+    """Send a small result of a ``remotecall`` to the caller before it asks for it."""
+    try:
+        payload, buffers = dumps(value, conn.peer)
+    except Exception:
+        return
+    if len(payload) <= PUSH_LIMIT and not buffers:
+        _send(conn, payload, response, [])
+
+
 def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None:
     """Send ``value`` (or a :class:`Failure`) as the reply to ``response``."""
     try:
         payload, buffers = dumps(value, conn.peer)
     except Exception as exc:
         payload, buffers = dumps(capture(exc, PGRP.myid), conn.peer)
+    _send(conn, payload, response, buffers)
+
+
+def _send(conn: Connection, payload: bytes, response: tuple[int, int], buffers: Any) -> None:
     try:
-        conn.send(Kind.RESULT, payload, response, buffers=buffers)
+        if conn.send(Kind.RESULT, payload, response, buffers=buffers, defer=True):
+            PGRP.engine.mark_dirty(conn)
     except ProcessExitedException:
         pass
 
@@ -86,7 +111,9 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
     elif kind is Kind.CALL or kind is Kind.CALL_WAIT:
         assert entry is not None
         entry.store.put(value)
-        if kind is Kind.CALL_WAIT:
+        if kind is Kind.CALL:
+            _push(conn, frame.response, value)
+        else:
             send_result(conn, frame.notify, value if failed else OK)
 
 

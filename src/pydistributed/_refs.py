@@ -31,13 +31,19 @@ __all__ = ("RRID", "TABLE", "FutureStore", "RefTable", "RemoteValue", "next_rrid
 log = logging.getLogger("pydistributed")
 
 
+# How long reference-count notices gather before they are sent, in seconds.
+BATCH_DELAY = 0.005
+
+
 class RRID(NamedTuple):
     """Id of a remote reference: the process that made it and a number unique there."""
 
     whence: int
     id: int
 
-    __module__ = "pydistributed"
+
+# Outside the class body: there, NamedTuple (and mypy) would take it for a field.
+RRID.__module__ = "pydistributed"
 
 
 _counter = itertools.count(1)
@@ -49,22 +55,32 @@ def next_rrid(whence: int) -> RRID:
 
 
 class FutureStore:
-    """Owner-side store of a Future: a write-once slot."""
+    """Owner-side store of a Future: a write-once slot.
+
+    Most values are stored and fetched without anybody waiting, so the condition variable is
+    made only by the first thread that has to wait.
+    """
 
     __slots__ = ("_cond", "_set", "_value")
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._cond: threading.Condition | None = None
         self._set = False
         self._value: Any = None
 
     def put(self, value: Any) -> None:
         """Store the value; raise :class:`FutureAlreadySet` the second time."""
-        with self._cond:
+        with _STORE_LOCK:
             if self._set:
                 raise FutureAlreadySet("a Future can be set only once")
-            self._value, self._set = value, True
-            self._cond.notify_all()
+            self._value = value
+            # Set the flag before looking for a condition: a waiter makes its condition
+            # before it checks the flag, so one of the two always sees the other.
+            self._set = True
+        cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
 
     def isready(self) -> bool:
         """Whether the value is there."""
@@ -75,17 +91,24 @@ class FutureStore:
         if self._set:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with _STORE_LOCK:
+            if self._cond is None:
+                self._cond = threading.Condition(threading.Lock())
+            cond = self._cond
+        with cond:
             while not self._set:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError("timed out waiting for the Future")
-                blocking_wait(self._cond, left)
+                blocking_wait(cond, left)
 
     def fetch(self, timeout: float | None = None) -> Any:
         """The value, once there."""
         self.wait(timeout)
         return self._value
+
+
+_STORE_LOCK = threading.Lock()
 
 
 class RemoteValue:
@@ -108,6 +131,7 @@ class RefTable:
         self._dels: deque[tuple[int, RRID, int, int]] = deque()
         self._wake_r = self._wake_w = -1
         self._flusher: threading.Thread | None = None
+        self._poked = False
         self.send_changes: Callable[[int, list[tuple[RRID, int, int]]], None] | None = None
         self.myid: Callable[[], int] = lambda: 1
 
@@ -161,6 +185,10 @@ class RefTable:
         self._poke()
 
     def _poke(self) -> None:
+        # One wake-up per batch: the flusher clears the flag before it drains the queues.
+        if self._poked:
+            return
+        self._poked = True
         if self._flusher is None:
             self._start_flusher()
         try:
@@ -183,6 +211,8 @@ class RefTable:
         while True:
             try:
                 os.read(self._wake_r, 65536)
+                time.sleep(BATCH_DELAY)
+                self._poked = False
                 self.flush()
             except Exception:
                 log.exception("pydistributed: failed to send reference counts")
@@ -190,10 +220,14 @@ class RefTable:
     def flush(self) -> None:
         """Send (or apply, for references owned here) every queued notice, adds first."""
         batches: defaultdict[int, list[tuple[RRID, int, int]]] = defaultdict(list)
+        # Only the deletes queued before the adds are drained: an add queued while this runs
+        # (a copy pickled for another process) must not reach the owner after the delete of
+        # the copy it was made from, or the owner may drop a store that is still held.
+        n_dels = len(self._dels)
         while self._adds:
             owner, rrid, pid = self._adds.popleft()
             batches[owner].append((rrid, pid, 1))
-        while self._dels:
+        for _ in range(n_dels):
             owner, rrid, pid, count = self._dels.popleft()
             batches[owner].append((rrid, pid, -count))
         me = self.myid()

@@ -10,7 +10,7 @@ from typing import Any
 from ._cluster import PGRP
 from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
 from ._failure import capture
-from ._future import Future
+from ._future import AWAITING_PUSH, Future
 from ._handlers import OK
 from ._refs import RRID, TABLE, RemoteValue, next_rrid
 from ._serialize import dumps
@@ -52,7 +52,7 @@ def _request(
     key = next_rrid(PGRP.myid)
     waiter = Waiter()
     conn.pending[key] = waiter
-    payload, buffers = dumps(message, conn.peer)
+    payload, buffers = dumps(message, conn.peer, call=True)
     if response is None:
         response, notify = key, (0, 0)
     else:
@@ -92,9 +92,11 @@ def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) ->
         return future
     conn = PGRP.connection(_pid(pid))
     rrid = next_rrid(me)
-    payload, buffers = dumps((f, args, kwargs), pid)
+    payload, buffers = dumps((f, args, kwargs), pid, call=True)
     future = Future._make(pid, rrid)
-    conn.send(Kind.CALL, payload, rrid, (0, 0), buffers)
+    AWAITING_PUSH[rrid] = future
+    if conn.send(Kind.CALL, payload, rrid, (0, 0), buffers, defer=True):
+        PGRP.engine.mark_dirty(conn)
     return future
 
 
@@ -161,8 +163,9 @@ def remote_do(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> 
         PGRP.engine.submit(partial(_run_and_report, f, args, kwargs))
         return
     conn = PGRP.connection(_pid(pid))
-    payload, buffers = dumps((f, args, kwargs), pid)
-    conn.send(Kind.REMOTE_DO, payload, buffers=buffers)
+    payload, buffers = dumps((f, args, kwargs), pid, call=True)
+    if conn.send(Kind.REMOTE_DO, payload, buffers=buffers, defer=True):
+        PGRP.engine.mark_dirty(conn)
 
 
 def call_on_owner(

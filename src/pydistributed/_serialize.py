@@ -103,21 +103,34 @@ class _Encoder:
             self.busy = False
 
 
-def _wrap(value: Any) -> Any:
+def _oob(value: Any) -> Any:
     if type(value) is bytes and len(value) >= OOB_THRESHOLD:
         return _OutOfBandBytes(value)
-    if type(value) is tuple:
-        return tuple([_wrap(v) for v in value])
-    if type(value) is dict:
-        return {k: _wrap(v) for k, v in value.items()}
     return value
 
 
-def dumps(obj: Any, dest: int = 0, *, top_level: bool = True) -> tuple[bytes, list[memoryview]]:
+def _wrap_value(value: Any) -> Any:
+    """Mark a large ``bytes`` value, or large ``bytes`` directly in a tuple, as out of band."""
+    if type(value) is bytes:
+        return _oob(value)
+    if type(value) is tuple and bytes in map(type, value):
+        return tuple([_oob(v) for v in value])
+    return value
+
+
+def _wrap_call(message: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> Any:
+    """Mark large ``bytes`` arguments of a ``(f, args, kwargs)`` call as out of band."""
+    f, args, kwargs = message
+    if bytes in map(type, args) or (kwargs and bytes in map(type, kwargs.values())):
+        return f, tuple([_oob(a) for a in args]), {k: _oob(v) for k, v in kwargs.items()}
+    return message
+
+
+def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[memoryview]]:
     """Pickle ``obj`` for process ``dest``; return the payload and its out-of-band buffers.
 
-    With ``top_level``, ``bytes`` objects directly inside ``obj`` (and inside tuples and dicts
-    directly inside it) are sent out of band when large.
+    Large ``bytes`` at the top of ``obj`` (its arguments, with ``call`` for a
+    ``(f, args, kwargs)`` message) go out of band.
     """
     encoder: _Encoder | None = getattr(_context, "encoder", None)
     if encoder is None or encoder.busy:
@@ -127,7 +140,7 @@ def dumps(obj: Any, dest: int = 0, *, top_level: bool = True) -> tuple[bytes, li
     previous = getattr(_context, "dest", 0)
     _context.dest = dest
     try:
-        return encoder.encode(_wrap(obj) if top_level else obj)
+        return encoder.encode(_wrap_call(obj) if call else _wrap_value(obj))
     finally:
         _context.dest = previous
 

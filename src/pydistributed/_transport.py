@@ -28,6 +28,8 @@ _SCRATCH = 1 << 18
 # Body parts at least this large are received straight into their final buffer.
 _DIRECT = 1 << 16
 _IOV_MAX = 512
+# Deferred frames are sent once this many wait in an outbox.
+_BATCH_FRAMES = 128
 
 
 def _tune(sock: socket.socket) -> None:
@@ -97,6 +99,8 @@ class Connection:
         self.pending: dict[tuple[int, int], Waiter] = {}
         self.closed = False
         self.on_close: Callable[[Connection], None] | None = None
+        self._outbox: list[bytes | bytearray | memoryview] = []
+        self._outbox_frames = 0
         self._scratch = bytearray(_SCRATCH)
         self._scratch_view = memoryview(self._scratch)
 
@@ -112,21 +116,49 @@ class Connection:
         response: tuple[int, int] = (0, 0),
         notify: tuple[int, int] = (0, 0),
         buffers: Sequence[memoryview] = (),
-    ) -> None:
-        """Send one frame; raise :class:`ProcessExitedException` if the link is gone."""
+        *,
+        defer: bool = False,
+    ) -> bool:
+        """Send one frame; raise :class:`ProcessExitedException` if the link is gone.
+
+        With ``defer`` a small frame may wait in the outbox (to go out with the next ones in
+        one system call) until :meth:`flush`. Returns True when it did and the outbox was
+        empty before: the caller must then see to it that the connection is flushed soon.
+        """
         chunks = encode_frame(kind, payload, response, notify, tuple(buffers))
         with self.send_lock:
             if self.closed:
                 raise ProcessExitedException(self.peer)
-            try:
-                if len(chunks) == 1:
-                    self.sock.sendall(chunks[0])
-                else:
-                    self._send_chunks(chunks)
-            except OSError as exc:
-                log.debug("send to %s failed: %s", self.peer, exc)
-                self.close()
-                raise ProcessExitedException(self.peer) from exc
+            if not self._outbox and not (defer and len(chunks) == 1):
+                self._write(chunks)
+                return False
+            self._outbox += chunks
+            self._outbox_frames += 1
+            if defer and len(chunks) == 1 and self._outbox_frames < _BATCH_FRAMES:
+                return self._outbox_frames == 1
+            self._flush_locked()
+            return False
+
+    def flush(self) -> None:
+        """Send the frames waiting in the outbox."""
+        with self.send_lock:
+            if self._outbox and not self.closed:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        chunks, self._outbox, self._outbox_frames = self._outbox, [], 0
+        self._write(chunks)
+
+    def _write(self, chunks: Sequence[Any]) -> None:
+        try:
+            if len(chunks) == 1:
+                self.sock.sendall(chunks[0])
+            else:
+                self._send_chunks(chunks)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", self.peer, exc)
+            self.close()
+            raise ProcessExitedException(self.peer) from exc
 
     def _send_chunks(self, chunks: Sequence[Any]) -> None:
         views = [memoryview(c).cast("B") for c in chunks]
@@ -176,6 +208,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self._outbox, self._outbox_frames = [], 0
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

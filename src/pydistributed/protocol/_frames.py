@@ -61,7 +61,7 @@ class Kind(enum.IntEnum):
     JOIN_COMPLETE = 9
 
 
-_KINDS = frozenset(int(k) for k in Kind)
+_KINDS = {int(k): k for k in Kind}
 
 
 @dataclass(slots=True)
@@ -150,6 +150,18 @@ class FrameDecoder:
         view = memoryview(data).cast("B")
         pos, end = 0, len(view)
         while pos < end:
+            if self._state is _State.HEADER and not self._scratch and end - pos >= HEADER.size:
+                # Fast path: a whole small frame without buffers sits in ``data``.
+                header = HEADER.unpack_from(view, pos)
+                size = header[3]
+                if header[2] == 0 and end - pos - HEADER.size >= size:
+                    kind = self._check_header(header)
+                    start = pos + HEADER.size
+                    pos = start + size
+                    self._frames.append(
+                        Frame(kind, bytes(view[start:pos]), header[4:6], header[6:8])
+                    )
+                    continue
             if self._state is _State.BODY:
                 take = min(end - pos, len(self._part) - self._filled)
                 self._part[self._filled : self._filled + take] = view[pos : pos + take]
@@ -165,13 +177,8 @@ class FrameDecoder:
     def _parse_fixed(self) -> None:
         if self._state is _State.HEADER:
             header = HEADER.unpack(self._scratch)
-            kind, _flags, nbuffers, payload_len = header[:4]
-            if kind not in _KINDS:
-                raise ProtocolError(f"unknown message kind {kind}")
-            if nbuffers > MAX_BUFFERS:
-                raise ProtocolError(f"frame announces {nbuffers} buffers (limit {MAX_BUFFERS})")
-            if payload_len > self.max_frame:
-                raise ProtocolError(f"frame of {payload_len} bytes is over the limit")
+            self._check_header(header)
+            nbuffers, payload_len = header[2:4]
             self._header = header
             self._sizes = [payload_len]
             self._scratch = bytearray()
@@ -186,6 +193,16 @@ class FrameDecoder:
         self._parts = []
         self._start_part()
 
+    def _check_header(self, header: tuple[int, ...]) -> Kind:
+        kind = _KINDS.get(header[0])
+        if kind is None:
+            raise ProtocolError(f"unknown message kind {header[0]}")
+        if header[2] > MAX_BUFFERS:
+            raise ProtocolError(f"frame announces {header[2]} buffers (limit {MAX_BUFFERS})")
+        if header[3] > self.max_frame:
+            raise ProtocolError(f"frame of {header[3]} bytes is over the limit")
+        return kind
+
     def _start_part(self) -> None:
         size = self._sizes[len(self._parts)]
         self._state, self._part, self._filled = _State.BODY, bytearray(size), 0
@@ -197,7 +214,8 @@ class FrameDecoder:
         if len(self._parts) < len(self._sizes):
             self._start_part()
             return
-        kind, _flags, _n, _len, rw, ri, nw, ni = self._header
+        header = self._header
         payload, *buffers = self._parts
-        self._frames.append(Frame(Kind(kind), payload, (rw, ri), (nw, ni), buffers))
-        self._state, self._need, self._part, self._parts = _State.HEADER, HEADER.size, bytearray(), []
+        self._frames.append(Frame(_KINDS[header[0]], payload, header[4:6], header[6:8], buffers))
+        self._state, self._need = _State.HEADER, HEADER.size
+        self._part, self._parts = bytearray(), []
