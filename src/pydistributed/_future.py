@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+import weakref
+from collections.abc import Callable, Generator
 from typing import Any
 
 from ._cluster import PGRP
@@ -12,7 +13,12 @@ from ._failure import Failure
 from ._refs import RRID, TABLE, next_rrid
 from ._serialize import destination
 
-__all__ = ("Future", "rebuild_future")
+# Set by ``_sync`` while a ``sync()`` block is open in any thread: called with every Future
+# made in this process (unpickled copies excepted). None otherwise, so the check is all the
+# hot path pays.
+_track: Callable[[Future], None] | None = None
+
+__all__ = ("AWAITING_PUSH", "Future", "rebuild_future")
 
 
 class Future:
@@ -30,6 +36,8 @@ class Future:
     def __init__(self, pid: int | None = None) -> None:
         me = PGRP.myid
         self._setup(me if pid is None else int(pid), next_rrid(me), 1)
+        if _track is not None:
+            _track(self)
 
     def _setup(self, where: int, rrid: RRID, claims: int) -> None:
         self.where = where
@@ -43,6 +51,8 @@ class Future:
     def _make(cls, where: int, rrid: RRID, claims: int = 1) -> Future:
         future = cls.__new__(cls)
         future._setup(where, rrid, claims)
+        if _track is not None:
+            _track(future)
         return future
 
     @property
@@ -150,6 +160,10 @@ class Future:
         return rebuild_future, (self.where, self.whence, self.id, bool(dest), False, None)
 
 
+# Futures of remotecalls made here, whose owner pushes small results before being asked.
+AWAITING_PUSH: weakref.WeakValueDictionary[tuple[int, int], Future] = weakref.WeakValueDictionary()
+
+
 class _Raised:
     """A cached failure of a Future whose producing call raised."""
 
@@ -163,7 +177,8 @@ def rebuild_future(
     where: int, whence: int, id: int, counted: bool, has_value: bool, value: Any
 ) -> Future:
     """Unpickle a Future (see ``Future.__reduce__``)."""
-    future = Future._make(where, RRID(whence, id), 1 if counted else 0)
+    future = Future.__new__(Future)  # not _make: a copy received is not a Future made here
+    future._setup(where, RRID(whence, id), 1 if counted else 0)
     if has_value:
         future._keep(value)
     return future
