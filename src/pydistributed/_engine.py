@@ -43,6 +43,7 @@ FLUSH_DELAY = 0.0003
 _TICK = 0.002
 _WATCH_IDLE = 0.5
 _IDLE_EXIT = 30.0
+_SLICE = 0.1
 _KEEP_THREADS = 2
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 _VACANT = 0
@@ -352,15 +353,22 @@ class Engine:
                 if send is not None:
                     send, request = None, send
                     request()
+                # A call waiting here must stay interruptible: wait in slices so the
+                # thread runs bytecode now and then.
+                in_call = threading.get_ident() in self._inline
                 while not waiter.done:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
+                    if in_call:
+                        remaining = _SLICE if remaining is None else min(remaining, _SLICE)
                     try:
                         if not self._read(conn, remaining):
                             lost = True
                             break
                     except TimeoutError:
+                        if in_call and (deadline is None or time.monotonic() < deadline):
+                            continue
                         return False
             finally:
                 conn.read_lock.release()

@@ -17,6 +17,7 @@ from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
 from ._failure import Failure, capture
 from ._future import AWAITING_PUSH
+from ._interrupt import running_call
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads
 from ._transport import Connection
@@ -99,7 +100,8 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
     try:
         function, args, kwargs = loads(frame.payload, frame.buffers)
         frame.payload = b""
-        value = function(*args, **kwargs)
+        with running_call():
+            value = function(*args, **kwargs)
     except BaseException as exc:
         failed = True
         if kind is Kind.REMOTE_DO:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, overload
 
 from ._cluster import PGRP
+from ._exceptions import ProcessExitedException
 from .managers._base import ClusterManager
 from .managers._local import LocalManager
 
@@ -17,6 +18,7 @@ __all__ = (
     "addprocs",
     "cluster_cookie",
     "default_addprocs_params",
+    "interrupt",
     "myid",
     "nprocs",
     "nworkers",
@@ -151,3 +153,34 @@ def worker_id_from_socket(sock: Any) -> int:
         if conn is not None and not conn.closed and (conn.sock is sock or conn.fileno == fileno):
             return pid
     return -1
+
+
+def interrupt(*pids: int | Iterable[int]) -> None:
+    """Interrupt the calls running on those workers (default: every worker).
+
+    Each interrupted call raises ``KeyboardInterrupt`` there, so its caller gets a
+    :class:`RemoteException` wrapping it; the worker keeps serving, and a worker running no
+    call is left as it was.
+    """
+    from ._remotecall import remote_do
+
+    flat: list[int] = []
+    for item in pids:
+        flat.extend([item] if isinstance(item, int) else item)
+    for pid in flat or [p for p in PGRP.procs() if p != PGRP.myid and p != 1]:
+        worker = PGRP.workers.get(pid)
+        if worker is None:
+            continue
+        try:
+            remote_do(_interrupt_calls, pid)
+            PGRP.engine.flush()
+        except ProcessExitedException:
+            continue
+        if worker.manager is not None and worker.config is not None:
+            worker.manager.manage(pid, worker.config, "interrupt")
+
+
+def _interrupt_calls() -> None:
+    from ._interrupt import interrupt_calls
+
+    interrupt_calls()

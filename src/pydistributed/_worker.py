@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 from typing import IO, Any
 
+from . import _interrupt
 from ._cluster import PGRP, _exit_process
 from .managers._base import worker_timeout
 
@@ -93,6 +95,13 @@ def start_worker(
         ).start()
 
 
+def _make_calls_interruptible() -> None:
+    """Calls run in engine threads: let ``interrupt()`` and SIGINT reach them."""
+    time.sleep = _interrupt.sleep
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda signum, frame: _interrupt.interrupt_calls())
+
+
 def init_worker(cookie: str, manager: Any = None) -> None:
     """Make this process a worker of the cluster that uses ``cookie``.
 
@@ -103,6 +112,7 @@ def init_worker(cookie: str, manager: Any = None) -> None:
     from ._processes import cluster_cookie
 
     cluster_cookie(cookie)
+    _make_calls_interruptible()
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:

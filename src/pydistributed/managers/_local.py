@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -89,16 +88,10 @@ class LocalManager(ClusterManager):
                 launch_ntfy.notify_all()
 
     def manage(self, pid: int, config: WorkerConfig, op: ManageOp) -> None:
-        """On ``"interrupt"`` send SIGINT; on ``"deregister"`` reap the process."""
+        """On ``"deregister"`` reap the process. (``interrupt()`` reaches local workers over
+        their cluster connection, so ``"interrupt"`` needs nothing more here.)"""
         process: subprocess.Popen[bytes] | None = config.process
-        if process is None:
-            return
-        if op == "interrupt":
-            try:
-                process.send_signal(signal.SIGINT)
-            except OSError:
-                pass
-        elif op == "deregister":
+        if process is not None and op == "deregister":
             _reap(process)
 
     def kill(self, pid: int, config: WorkerConfig) -> None:
