@@ -40,6 +40,13 @@ from ._refs import RRID
 from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wait
 from ._timedwait import timedwait
 from ._worker import init_worker, start_worker
+from ._workerpool import (
+    AbstractWorkerPool,
+    CachingPool,
+    WorkerPool,
+    default_worker_pool,
+    remote,
+)
 from .managers import (
     ClusterManager,
     LocalManager,
@@ -52,7 +59,9 @@ from .managers import (
 
 __all__ = (
     "RRID",
+    "AbstractWorkerPool",
     "AuthenticationError",
+    "CachingPool",
     "Channel",
     "ChannelClosed",
     "ClusterManager",
@@ -66,10 +75,12 @@ __all__ = (
     "ProtocolError",
     "RemoteException",
     "WorkerConfig",
+    "WorkerPool",
     "addprocs",
     "cluster_cookie",
     "connect",
     "default_addprocs_params",
+    "default_worker_pool",
     "init_worker",
     "kill",
     "launch",
@@ -78,6 +89,7 @@ __all__ = (
     "nprocs",
     "nworkers",
     "procs",
+    "remote",
     "remote_do",
     "remotecall",
     "remotecall_fetch",
