@@ -24,6 +24,7 @@ from ._exceptions import (
     RemoteException,
 )
 from ._future import Future
+from ._pmap import pmap
 from ._processes import (
     addprocs,
     cluster_cookie,
@@ -88,6 +89,7 @@ __all__ = (
     "myid",
     "nprocs",
     "nworkers",
+    "pmap",
     "procs",
     "remote",
     "remote_do",
