@@ -24,6 +24,7 @@ from ._exceptions import (
     RemoteException,
 )
 from ._future import Future
+from ._macros import clear, distributed, everywhere, fetchfrom, spawn, spawnat
 from ._pmap import pmap
 from ._processes import (
     addprocs,
@@ -78,10 +79,14 @@ __all__ = (
     "WorkerConfig",
     "WorkerPool",
     "addprocs",
+    "clear",
     "cluster_cookie",
     "connect",
     "default_addprocs_params",
     "default_worker_pool",
+    "distributed",
+    "everywhere",
+    "fetchfrom",
     "init_worker",
     "kill",
     "launch",
@@ -97,6 +102,8 @@ __all__ = (
     "remotecall_fetch",
     "remotecall_wait",
     "rmprocs",
+    "spawn",
+    "spawnat",
     "start_worker",
     "timedwait",
     "worker_id_from_socket",
