@@ -241,7 +241,7 @@ class ProcessGroup:
                 self._register(worker, conn)
             else:
                 raise ProtocolError(f"unexpected first message {frame.kind.name}")
-        except (DistributedError, OSError, ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # whatever the peer sent (a bad pickle included)
             peer = _peer_name(sock)
             log.warning("pydistributed: refused connection from %s: %s", peer, exc)
             if conn is not None:
@@ -483,7 +483,9 @@ class ProcessGroup:
             return
         deadline = time.monotonic() + waitfor
         for worker in targets:
-            worker.gone.wait(None if waitfor == float("inf") else max(0, deadline - time.monotonic()))
+            worker.gone.wait(
+                None if waitfor == float("inf") else max(0, deadline - time.monotonic())
+            )
         alive = [w.pid for w in targets if not w.gone.is_set()]
         if alive and not quiet:
             raise TimeoutError(f"rmprocs: pids {alive} not terminated after {waitfor} seconds")

@@ -31,7 +31,17 @@ class Future:
     """
 
     __module__ = "pydistributed"
-    __slots__ = ("__weakref__", "_claims", "_has", "_lock", "_value", "where", "whence", "id")
+    __slots__ = (
+        "__weakref__",
+        "_asking",
+        "_claims",
+        "_has",
+        "_lock",
+        "_value",
+        "id",
+        "whence",
+        "where",
+    )
 
     def __init__(self, pid: int | None = None) -> None:
         me = PGRP.myid
@@ -46,6 +56,7 @@ class Future:
         self._has = False
         self._value: Any = None
         self._claims = claims
+        self._asking = 0
 
     @classmethod
     def _make(cls, where: int, rrid: RRID, claims: int = 1) -> Future:
@@ -69,9 +80,38 @@ class Future:
         with self._lock:
             if not self._has:
                 self._value, self._has = value, True
+            if self._asking:
+                return  # the last thread asking the owner releases the claims
             claims, self._claims = self._claims, 0
         if claims:
             TABLE.release(self.where, self.rrid, PGRP.myid, claims)
+
+    def _ask_owner(
+        self, f: Callable[..., Any], *args: Any, timeout: float | None = None
+    ) -> tuple[bool, Any]:
+        """Run ``f(rrid, *args)`` on the owner; ``(False, None)`` if the value is here.
+
+        This process's claims are kept while the owner is asked: released meanwhile (by a
+        value pushed to another thread), the owner could drop the store, and the question
+        would reach a new, empty one and wait forever.
+        """
+        with self._lock:
+            if self._has:
+                return False, None
+            self._asking += 1
+        try:
+            if self.where == PGRP.myid:
+                return True, f(self.rrid, *args)
+            from ._remotecall import call_on_owner
+
+            return True, call_on_owner(f, self.where, self.rrid, *args, timeout=timeout)
+        finally:
+            with self._lock:
+                self._asking -= 1
+                claims = self._claims if self._has and not self._asking else 0
+                self._claims -= claims
+            if claims:
+                TABLE.release(self.where, self.rrid, PGRP.myid, claims)
 
     def _result(self) -> Any:
         value = self._value
@@ -85,49 +125,29 @@ class Future:
         """Wait for the value and return it (raising :class:`RemoteException` if the call
         that produces it failed); ``TimeoutError`` after ``timeout`` seconds."""
         if not self._has:
-            if self.where == PGRP.myid:
-                value = TABLE.lookup(self.rrid).store.fetch(timeout)
-            else:
-                from ._remotecall import call_on_owner
-
-                try:
-                    (value,) = call_on_owner(_fetch_ref, self.where, self.rrid, timeout, timeout=timeout)
-                except RemoteException as exc:
-                    value = _Raised(exc)
-            self._keep(value)
+            try:
+                asked, answer = self._ask_owner(_fetch_ref, timeout, timeout=timeout)
+            except RemoteException as exc:
+                asked, answer = True, (_Raised(exc),)
+            if asked:
+                self._keep(answer[0])
         return self._result()
 
     def wait(self, timeout: float | None = None) -> Future:
         """Block until the value is there (``TimeoutError`` after ``timeout``); return self."""
-        if not self._has:
-            if self.where == PGRP.myid:
-                TABLE.lookup(self.rrid).store.wait(timeout)
-            else:
-                from ._remotecall import call_on_owner
-
-                call_on_owner(_wait_ref, self.where, self.rrid, timeout, timeout=timeout)
+        self._ask_owner(_wait_ref, timeout, timeout=timeout)
         return self
 
     def isready(self) -> bool:
         """Whether the value is there (asks the owner unless it is cached here)."""
-        if self._has:
-            return True
-        if self.where == PGRP.myid:
-            return bool(TABLE.lookup(self.rrid).store.isready())
-        from ._remotecall import call_on_owner
-
-        return bool(call_on_owner(_isready_ref, self.where, self.rrid))
+        asked, ready = self._ask_owner(_isready_ref)
+        return bool(ready) if asked else True
 
     def put(self, value: Any) -> Future:
         """Set the value; raises :class:`FutureAlreadySet` if it was set before."""
-        if self._has:
+        asked, _ = self._ask_owner(_put_ref, value)
+        if not asked:
             raise FutureAlreadySet("a Future can be set only once")
-        if self.where == PGRP.myid:
-            TABLE.lookup(self.rrid).store.put(value)
-        else:
-            from ._remotecall import call_on_owner
-
-            call_on_owner(_put_ref, self.where, self.rrid, value)
         self._keep(value)
         return self
 
@@ -152,11 +172,14 @@ class Future:
             pass
 
     def __reduce__(self) -> tuple[Any, ...]:
-        if self._has:
-            return rebuild_future, (self.where, self.whence, self.id, False, True, self._value)
         dest = destination()
-        if dest:
-            TABLE.add_holder(self.where, self.rrid, dest)
+        with self._lock:
+            if self._has:
+                return rebuild_future, (self.where, self.whence, self.id, False, True, self._value)
+            if dest:
+                # Queued before any release of this copy's claims, so it reaches the owner
+                # first.
+                TABLE.add_holder(self.where, self.rrid, dest)
         return rebuild_future, (self.where, self.whence, self.id, bool(dest), False, None)
 
 

@@ -35,6 +35,18 @@ PoolDispatch = Callable[..., Any]
 _pool_dispatch: dict[str, PoolDispatch] = {}
 
 
+def _is_pid(target: Any) -> bool:
+    return isinstance(target, int) and not isinstance(target, bool)
+
+
+def _on_pool(kind: str, f: Callable[..., Any], pool: Any, args: Any, kwargs: Any) -> Any:
+    """Run the pool variant of ``kind`` (installed by the pool module) for a non-id target."""
+    dispatch = _pool_dispatch.get(kind)
+    if dispatch is None or isinstance(pool, bool):
+        raise TypeError(f"expected a process id (int) or a worker pool, got {type(pool).__name__}")
+    return dispatch(f, pool, *args, **kwargs)
+
+
 def _pid(target: Any) -> int:
     if isinstance(target, bool) or not isinstance(target, int):
         raise TypeError(f"expected a process id (int), got {type(target).__name__}")
@@ -83,8 +95,9 @@ def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) ->
 
     Returns at once with a :class:`Future` owned by that process.
     """
-    if not isinstance(pid, int):
-        return _pool_dispatch["remotecall"](f, pid, *args, **kwargs)
+    if not _is_pid(pid):
+        future: Future = _on_pool("remotecall", f, pid, args, kwargs)
+        return future
     me = PGRP.myid
     if pid == me:
         future = Future()
@@ -106,8 +119,8 @@ def remotecall_fetch(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: A
     Raises :class:`RemoteException` if the call raised there, and
     :class:`ProcessExitedException` if the process dies first.
     """
-    if not isinstance(pid, int):
-        return _pool_dispatch["remotecall_fetch"](f, pid, *args, **kwargs)
+    if not _is_pid(pid):
+        return _on_pool("remotecall_fetch", f, pid, args, kwargs)
     if pid == PGRP.myid:
         try:
             return f(*args, **kwargs)
@@ -121,16 +134,15 @@ def remotecall_wait(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: An
 
     Raises :class:`RemoteException` if the call raised.
     """
-    if not isinstance(pid, int):
-        return _pool_dispatch["remotecall_wait"](f, pid, *args, **kwargs)
+    if not _is_pid(pid):
+        waited: Future = _on_pool("remotecall_wait", f, pid, args, kwargs)
+        return waited
     if pid == PGRP.myid:
         future = remotecall(f, pid, *args, **kwargs)
         return _raise_failure(future)
     rrid = next_rrid(PGRP.myid)
     future = Future._make(pid, rrid)
-    answer = _request(
-        PGRP.connection(_pid(pid)), Kind.CALL_WAIT, (f, args, kwargs), response=rrid
-    )
+    answer = _request(PGRP.connection(_pid(pid)), Kind.CALL_WAIT, (f, args, kwargs), response=rrid)
     assert answer == OK
     return future
 
@@ -156,8 +168,8 @@ def remote_do(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> 
 
     Errors are printed on that process, never returned.
     """
-    if not isinstance(pid, int):
-        _pool_dispatch["remote_do"](f, pid, *args, **kwargs)
+    if not _is_pid(pid):
+        _on_pool("remote_do", f, pid, args, kwargs)
         return
     if pid == PGRP.myid:
         PGRP.engine.submit(partial(_run_and_report, f, args, kwargs))

@@ -56,6 +56,9 @@ class Handshake:
             raise AuthenticationError("peer sent more than the handshake allows")
         before = len(self._received)
         self._received += data
+        if before < len(MAGIC) and not MAGIC.startswith(bytes(self._received[: len(MAGIC)])):
+            # Refuse a stranger on its first bytes, rather than wait for a whole hello.
+            raise AuthenticationError("peer does not speak the pydistributed protocol")
         out = b""
         if before < HELLO_SIZE <= len(self._received):
             hello = bytes(self._received[:HELLO_SIZE])
