@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import pydistributed as dist
+from support import os_pid_alive
 
 
 def _children() -> set[int]:
@@ -53,3 +54,17 @@ def workers4() -> Iterator[list[int]]:
     pids = dist.addprocs(4)
     yield pids
     dist.rmprocs(pids, waitfor=20)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[list[int]]:
+    """Two local workers shared by the tests of one module (tests that kill workers use
+    ``workers2``); at the end they are removed and their processes checked gone."""
+    pids = dist.addprocs(2)
+    ospids = [dist.remotecall_fetch(os.getpid, pid) for pid in pids]
+    yield pids
+    dist.rmprocs(pids, waitfor=20)
+    deadline = time.monotonic() + 10
+    while (alive := [p for p in ospids if os_pid_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive, f"module cluster left processes running: {alive}"

@@ -1,0 +1,51 @@
+"""Helpers shared by the tests.
+
+``tests/`` is on the master's ``sys.path`` (pytest puts it there) and local workers inherit
+that path, so the functions here are importable on the workers: they travel by reference.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pydistributed as dist
+from pydistributed._cluster import PGRP
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; return the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return bool(result)
+        time.sleep(interval)
+
+
+def os_pid_alive(ospid: int) -> bool:
+    """Whether OS process ``ospid`` exists and is not a zombie (whoever its parent is)."""
+    try:
+        with open(f"/proc/{ospid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def ospid_of(pid: int) -> int:
+    """The OS process id of worker ``pid``, as the worker reports it."""
+    return int(dist.remotecall_fetch(os.getpid, pid))
+
+
+def identity(x: Any) -> Any:
+    """Return the argument (importable, so it travels by reference)."""
+    return x
+
+
+def worker_address(pid: int) -> tuple[str, int]:
+    """Host and port worker ``pid`` listens on, as the master knows them."""
+    worker = PGRP.workers[pid]
+    return worker.host, worker.port
