@@ -127,6 +127,7 @@ class ProcessGroup:
 
                     self._engine = Engine(handle_frame, self._lost)
                     self._engine.start()
+                    TABLE.start()
         return self._engine
 
     def _register(self, worker: Worker, conn: Connection) -> None:

@@ -44,6 +44,7 @@ class Future:
     )
 
     def __init__(self, pid: int | None = None) -> None:
+        TABLE.start()
         me = PGRP.myid
         self._setup(me if pid is None else int(pid), next_rrid(me), 1)
         if _track is not None:

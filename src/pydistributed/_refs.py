@@ -185,16 +185,21 @@ class RefTable:
         self._poke()
 
     def _poke(self) -> None:
+        # Runs inside __del__, at any point of any thread: no locks, no threads started.
         # One wake-up per batch: the flusher clears the flag before it drains the queues.
-        if self._poked:
+        if self._poked or self._flusher is None:
             return
         self._poked = True
-        if self._flusher is None:
-            self._start_flusher()
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
             pass
+
+    def start(self) -> None:
+        """Start the thread that sends queued notices (idempotent; never from ``__del__``)."""
+        if self._flusher is None:
+            self._start_flusher()
+            self._poke()
 
     def _start_flusher(self) -> None:
         with self._lock:
