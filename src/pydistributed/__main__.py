@@ -1,4 +1,4 @@
-"""Command line: ``python -m pydistributed --worker`` and ``python -m pydistributed -p N script``."""
+"""Command line: ``python -m pydistributed --worker``, ``python -m pydistributed -p N script``."""
 
 from __future__ import annotations
 

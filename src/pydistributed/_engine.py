@@ -236,9 +236,11 @@ class Engine:
                 self._inline.discard(me)
                 with self._state:
                     self._runners -= 1
-                    if self._leader != _VACANT:
-                        return
-                    self._leader = me
+                    lead_again = self._leader == _VACANT
+                    if lead_again:
+                        self._leader = me
+            if not lead_again:
+                return
 
     def _watchdog(self) -> None:
         while True:
@@ -270,12 +272,15 @@ class Engine:
             events = self._epoll.poll(timeout)
             for fd, _mask in events:
                 if fd == self._wake_r:
-                    self._woken = False
+                    # Drain before clearing the flag: a kick in between would leave the flag
+                    # set and the pipe empty, and every later kick would be lost. A kick
+                    # skipped because the flag is still set is seen by the loop's checks.
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
+                    self._woken = False
                     continue
                 conn = self._conns.get(fd)
                 if conn is not None and conn.read_lock.acquire(blocking=False):
@@ -340,7 +345,7 @@ class Engine:
             remaining = None if deadline is None else deadline - time.monotonic()
             if conn.closed or not conn.read_lock.acquire(blocking=False):
                 if send is not None:
-                    send, request = None, send
+                    request, send = send, None
                     request()
                     continue
                 if remaining is not None and remaining <= 0:
@@ -351,7 +356,7 @@ class Engine:
             try:
                 self._disarm(conn)
                 if send is not None:
-                    send, request = None, send
+                    request, send = send, None
                     request()
                 # A call waiting here must stay interruptible: wait in slices so the
                 # thread runs bytecode now and then.

@@ -53,7 +53,7 @@ def wake_thread(ident: int) -> None:
             cond.notify_all()
 
 
-class running_call:  # noqa: N801 - used as a context manager, named like one
+class running_call:
     """Marks the current thread as running a remote call (an interrupt may hit it)."""
 
     __slots__ = ("ident",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import BinaryIO
+from typing import IO
 
 __all__ = ("forward_output",)
 
@@ -20,7 +20,7 @@ def _emit(pid: int, line: bytes) -> None:
         pass
 
 
-def _pump(pid: int, stream: BinaryIO, head: bytes) -> None:
+def _pump(pid: int, stream: IO[bytes], head: bytes) -> None:
     fd = stream.fileno()
     pending = head
     try:
@@ -44,7 +44,7 @@ def _pump(pid: int, stream: BinaryIO, head: bytes) -> None:
             pass
 
 
-def forward_output(pid: int, stream: BinaryIO, head: bytes = b"") -> threading.Thread:
+def forward_output(pid: int, stream: IO[bytes], head: bytes = b"") -> threading.Thread:
     """Start a thread writing each line of ``stream`` (after ``head``) to the current
     ``sys.stdout`` as ``From worker N: <line>``; it ends at EOF and closes the stream."""
     thread = threading.Thread(

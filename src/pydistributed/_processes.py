@@ -87,7 +87,11 @@ def procs(pid: int | None = None) -> list[int]:
     if pid is None:
         return everyone
     host = _address(PGRP.host_of(pid))
-    return [p for p in everyone if _address(PGRP.host_of(p) if p != 1 or PGRP.myid == 1 else "") == host]
+    return [p for p in everyone if _address(_host(p)) == host]
+
+
+def _host(pid: int) -> str:
+    return PGRP.host_of(pid) if pid != 1 or PGRP.myid == 1 else ""
 
 
 def _address(host: str) -> str:

@@ -68,9 +68,8 @@ class _OutOfBandBytes:
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is types.FunctionType or isinstance(obj, type):
-            if not _importable(obj):
-                return _by_value(obj)
+        if (type(obj) is types.FunctionType or isinstance(obj, type)) and not _importable(obj):
+            return _by_value(obj)
         return NotImplemented
 
 

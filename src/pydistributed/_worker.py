@@ -97,7 +97,7 @@ def start_worker(
 
 def _make_calls_interruptible() -> None:
     """Calls run in engine threads: let ``interrupt()`` and SIGINT reach them."""
-    time.sleep = _interrupt.sleep
+    time.sleep = _interrupt.sleep  # type: ignore[assignment]
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda signum, frame: _interrupt.interrupt_calls())
 

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, Literal
 
 from .._exceptions import LaunchError
 
@@ -41,7 +41,7 @@ class WorkerConfig:
     of the launching process; ``userdata`` is the manager's own.
     """
 
-    io: BinaryIO | None = None
+    io: IO[bytes] | None = None
     host: str | None = None
     port: int | None = None
     count: int | str | None = None
@@ -100,7 +100,8 @@ class ClusterManager:
         returns the socket twice."""
         if config.port is None:
             read_worker_address(config)
-        assert config.host is not None and config.port is not None
+        if config.host is None or config.port is None:
+            raise LaunchError(f"no address known for worker {pid}")
         sock = socket.create_connection((config.host, config.port), timeout=30)
         sock.settimeout(None)
         return sock, sock

@@ -158,9 +158,8 @@ class FrameDecoder:
                     kind = self._check_header(header)
                     start = pos + HEADER.size
                     pos = start + size
-                    self._frames.append(
-                        Frame(kind, bytes(view[start:pos]), header[4:6], header[6:8])
-                    )
+                    response, notify = (header[4], header[5]), (header[6], header[7])
+                    self._frames.append(Frame(kind, bytes(view[start:pos]), response, notify))
                     continue
             if self._state is _State.BODY:
                 take = min(end - pos, len(self._part) - self._filled)
@@ -216,6 +215,7 @@ class FrameDecoder:
             return
         header = self._header
         payload, *buffers = self._parts
-        self._frames.append(Frame(_KINDS[header[0]], payload, header[4:6], header[6:8], buffers))
+        response, notify = (header[4], header[5]), (header[6], header[7])
+        self._frames.append(Frame(_KINDS[header[0]], payload, response, notify, buffers))
         self._state, self._need = _State.HEADER, HEADER.size
         self._part, self._parts = bytearray(), []
