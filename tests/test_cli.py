@@ -1,0 +1,71 @@
+"""``python -m pydistributed -p N script.py``: a script run with workers already added."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def test_script_runs_with_n_workers_and_they_are_removed(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys
+            import pydistributed as dist
+            print("args", sys.argv[1:])
+            print("nworkers", dist.nworkers())
+            pids = [dist.remotecall_fetch(os.getpid, w) for w in dist.workers()]
+            print("ospids", " ".join(map(str, pids)))
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pydistributed", "-p", "3", str(script), "x", "--flag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["args"] == "['x', '--flag']"
+    assert lines["nworkers"] == "3"
+    ospids = [int(p) for p in lines["ospids"].split()]
+    assert len(set(ospids)) == 3
+    for pid in ospids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_worker_reads_cookie_from_stdin_and_prints_its_address() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pydistributed", "--worker", "--bind-to", "127.0.0.1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write("a-cookie\n")
+        process.stdin.flush()
+        line = process.stdout.readline()
+        assert line.startswith("pydistributed_worker:")
+        port, host = line.strip().split(":", 1)[1].split("#")
+        assert int(port) > 0
+        assert host == "127.0.0.1"
+        # Closing stdin (the master is gone) makes the worker exit.
+        process.stdin.close()
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
