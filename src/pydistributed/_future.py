@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -18,7 +17,7 @@ from ._serialize import destination
 # hot path pays.
 _track: Callable[[Future], None] | None = None
 
-__all__ = ("AWAITING_PUSH", "Future", "rebuild_future")
+__all__ = ("Future", "rebuild_future")
 
 
 class Future:
@@ -182,10 +181,6 @@ class Future:
                 # first.
                 TABLE.add_holder(self.where, self.rrid, dest)
         return rebuild_future, (self.where, self.whence, self.id, bool(dest), False, None)
-
-
-# Futures of remotecalls made here, whose owner pushes small results before being asked.
-AWAITING_PUSH: weakref.WeakValueDictionary[tuple[int, int], Future] = weakref.WeakValueDictionary()
 
 
 class _Raised:

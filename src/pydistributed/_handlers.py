@@ -16,7 +16,6 @@ from typing import Any
 from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
 from ._failure import Failure, capture
-from ._future import AWAITING_PUSH
 from ._interrupt import running_call
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads
@@ -31,6 +30,8 @@ _CALLS = frozenset({Kind.CALL, Kind.CALL_FETCH, Kind.CALL_WAIT, Kind.REMOTE_DO})
 OK = "ok"
 # Results of remotecall at most this large (pickled) are pushed to the caller unasked.
 PUSH_LIMIT = 1 << 16
+# Payload of the RESULT that answers a CALL whose result was not pushed.
+NOT_PUSHED = b""
 
 
 def handle_frame(conn: Connection, frame: Frame) -> None:
@@ -39,7 +40,7 @@ def handle_frame(conn: Connection, frame: Frame) -> None:
     if kind is Kind.RESULT:
         waiter = conn.pending.pop(frame.response, None)
         if waiter is None:
-            _receive_push(frame)
+            _receive_push(conn, frame)
             return
         try:
             value = loads(frame.payload, frame.buffers)
@@ -60,20 +61,22 @@ def handle_frame(conn: Connection, frame: Frame) -> None:
         log.warning("pydistributed: unexpected %s message from %s", kind.name, conn.peer)
 
 
-def _receive_push(frame: Frame) -> None:
-    future = AWAITING_PUSH.pop(frame.response, None)
-    if future is not None:
+def _receive_push(conn: Connection, frame: Frame) -> None:
+    future = conn.awaiting.pop(frame.response, None)
+    if future is not None and frame.payload != NOT_PUSHED:
         future._keep(loads(frame.payload, frame.buffers))
 
 
 def _push(conn: Connection, response: tuple[int, int], value: Any) -> None:
-    """Send a small result of a ``remotecall`` to the caller before it asks for it."""
+    """Send a small result of a ``remotecall`` to the caller before it asks for it (or
+    tell it that the result stays here, so it stops expecting one)."""
     try:
         payload, buffers = dumps(value, conn.peer)
     except Exception:
-        return
-    if len(payload) <= PUSH_LIMIT and not buffers:
-        _send(conn, payload, response, [])
+        payload, buffers = NOT_PUSHED, []
+    if len(payload) > PUSH_LIMIT or buffers:
+        payload, buffers = NOT_PUSHED, []
+    _send(conn, payload, response, [])
 
 
 def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from ._cluster import PGRP
 from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
 from ._failure import capture
-from ._future import AWAITING_PUSH, Future
+from ._future import Future
 from ._handlers import OK
 from ._refs import RRID, TABLE, RemoteValue, next_rrid
 from ._serialize import dumps
@@ -107,7 +107,7 @@ def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) ->
     rrid = next_rrid(me)
     payload, buffers = dumps((f, args, kwargs), pid, call=True)
     future = Future._make(pid, rrid)
-    AWAITING_PUSH[rrid] = future
+    conn.awaiting[rrid] = future
     if conn.send(Kind.CALL, payload, rrid, (0, 0), buffers, defer=True):
         PGRP.engine.mark_dirty(conn)
     return future

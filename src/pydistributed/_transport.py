@@ -97,6 +97,9 @@ class Connection:
         self.send_lock = threading.Lock()
         self.read_lock = threading.Lock()
         self.pending: dict[tuple[int, int], Waiter] = {}
+        # Futures of remotecalls sent here, until the peer pushes their result (or says it
+        # keeps it); the Futures are held so the push always finds them.
+        self.awaiting: dict[tuple[int, int], Any] = {}
         self.closed = False
         self.on_close: Callable[[Connection], None] | None = None
         self._outbox: list[bytes | bytearray | memoryview] = []
@@ -217,6 +220,7 @@ class Connection:
         for waiter in list(self.pending.values()):
             waiter.fail(error)
         self.pending.clear()
+        self.awaiting.clear()
         if self.on_close is not None:
             self.on_close(self)
 
