@@ -21,7 +21,7 @@ from support import eventually, os_pid_alive, ospid_of, worker_address
 # hands everything after CODE to it as sys.argv[1:].
 SLOW_WORKER = (
     "-c",
-    "import sys, time; time.sleep(1.0); from pydistributed.__main__ import main; "
+    "import sys, time; time.sleep(1.5); from pydistributed.__main__ import main; "
     "sys.exit(main(sys.argv[3:]))",
 )
 
@@ -83,8 +83,8 @@ def test_addprocs_starts_workers_in_parallel() -> None:
         assert [dist.remotecall_fetch(dist.myid, p) for p in pids] == pids
     finally:
         dist.rmprocs(pids, waitfor=20)
-    # Each worker takes 1 s to start: one after the other would take 3 s.
-    assert 1.0 <= elapsed < 2.5
+    # Each worker takes 1.5 s to start: one after the other would take 4.5 s.
+    assert 1.5 <= elapsed < 3.5
 
 
 def test_workers_inherit_sys_path_and_cwd() -> None:
@@ -227,7 +227,8 @@ def test_rmprocs_waitfor_zero_returns_at_once(workers2: list[int]) -> None:
     try:
         t0 = time.monotonic()
         dist.rmprocs(a, waitfor=0)
-        assert time.monotonic() - t0 < 0.5
+        # Waiting for the stopped worker would take forever.
+        assert time.monotonic() - t0 < 2
         assert a in dist.workers()
     finally:
         os.kill(ospid, signal.SIGCONT)
@@ -242,7 +243,7 @@ def test_rmprocs_waitfor_expires(workers2: list[int]) -> None:
         t0 = time.monotonic()
         with pytest.raises(Exception, match=rf"pids.*\b{a}\b"):
             dist.rmprocs(a, waitfor=0.5)
-        assert 0.5 <= time.monotonic() - t0 < 2
+        assert 0.5 <= time.monotonic() - t0 < 3
     finally:
         os.kill(ospid, signal.SIGCONT)
     assert eventually(lambda: dist.workers() == [b])
@@ -266,12 +267,12 @@ def test_worker_that_exits_at_once() -> None:
 
 
 def test_worker_that_never_connects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYDISTRIBUTED_WORKER_TIMEOUT", "1")
+    monkeypatch.setenv("PYDISTRIBUTED_WORKER_TIMEOUT", "2")
     flags = ("-c", "import time; print('stuck here', flush=True); time.sleep(60)")
     t0 = time.monotonic()
     with pytest.raises(dist.LaunchError, match="stuck here"):
         dist.addprocs(2, exeflags=flags)
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 8
     assert dist.workers() == [1]
     # The cluster still works afterwards.
     [pid] = dist.addprocs(1)

@@ -42,12 +42,12 @@ def signature(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any
 
 def test_remotecall_returns_at_once(cluster: list[int]) -> None:
     t0 = time.monotonic()
-    future = dist.remotecall(time.sleep, cluster[0], 0.5)
-    assert time.monotonic() - t0 < 0.3
+    future = dist.remotecall(time.sleep, cluster[0], 1.0)
+    assert time.monotonic() - t0 < 0.5
     assert isinstance(future, dist.Future)
     assert future.where == cluster[0]
     assert future.fetch() is None
-    assert time.monotonic() - t0 >= 0.5
+    assert time.monotonic() - t0 >= 1.0
 
 
 def test_remotecall_wait_returns_when_done(cluster: list[int]) -> None:
@@ -114,11 +114,11 @@ def test_blocked_fetch_does_not_stop_the_worker(cluster: list[int]) -> None:
 
 def test_many_sleeping_calls_overlap(cluster: list[int]) -> None:
     t0 = time.monotonic()
-    futures = [dist.remotecall(time.sleep, cluster[i % 2], 0.3) for i in range(20)]
+    futures = [dist.remotecall(time.sleep, cluster[i % 2], 0.5) for i in range(20)]
     for future in futures:
         future.wait()
-    # Ten 0.3 s calls per worker, one after the other, would take 3 s.
-    assert time.monotonic() - t0 < 1.5
+    # Ten 0.5 s calls per worker, one after the other, would take 5 s.
+    assert time.monotonic() - t0 < 2.5
 
 
 def test_many_threads_call_at_once(cluster: list[int]) -> None:
