@@ -166,6 +166,10 @@ class ProcessGroup:
             conn = worker.conn
             if conn is not None and not conn.closed:
                 return conn
+            if not self.is_worker:
+                # The master dials nobody: a worker whose connection closed is gone, even
+                # before its deregistration ran (dialing would recurse through _introduce).
+                raise ProcessExitedException(pid)
         if worker is None or worker.state is WorkerState.TERMINATED:
             if pid in self.exited or (worker is None and 1 < pid < self.next_pid):
                 raise ProcessExitedException(pid)
