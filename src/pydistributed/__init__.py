@@ -24,6 +24,7 @@ from ._exceptions import (
     RemoteException,
 )
 from ._future import Future
+from ._generics import fetch, isready, put, take, wait
 from ._macros import clear, distributed, everywhere, fetchfrom, spawn, spawnat
 from ._pmap import pmap
 from ._processes import (
@@ -38,8 +39,10 @@ from ._processes import (
     worker_id_from_socket,
     workers,
 )
+from ._references import channel_from_id, remoteref_id
 from ._refs import RRID
 from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wait
+from ._remotechannel import RemoteChannel
 from ._timedwait import timedwait
 from ._worker import init_worker, start_worker
 from ._workerpool import (
@@ -75,10 +78,12 @@ __all__ = (
     "LocalManager",
     "ProcessExitedException",
     "ProtocolError",
+    "RemoteChannel",
     "RemoteException",
     "WorkerConfig",
     "WorkerPool",
     "addprocs",
+    "channel_from_id",
     "clear",
     "cluster_cookie",
     "connect",
@@ -86,8 +91,10 @@ __all__ = (
     "default_worker_pool",
     "distributed",
     "everywhere",
+    "fetch",
     "fetchfrom",
     "init_worker",
+    "isready",
     "kill",
     "launch",
     "manage",
@@ -96,16 +103,20 @@ __all__ = (
     "nworkers",
     "pmap",
     "procs",
+    "put",
     "remote",
     "remote_do",
     "remotecall",
     "remotecall_fetch",
     "remotecall_wait",
+    "remoteref_id",
     "rmprocs",
     "spawn",
     "spawnat",
     "start_worker",
+    "take",
     "timedwait",
+    "wait",
     "worker_id_from_socket",
     "workers",
 )
