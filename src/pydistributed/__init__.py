@@ -43,6 +43,7 @@ from ._references import channel_from_id, remoteref_id
 from ._refs import RRID
 from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wait
 from ._remotechannel import RemoteChannel
+from ._sync import sync
 from ._timedwait import timedwait
 from ._worker import init_worker, start_worker
 from ._workerpool import (
@@ -114,6 +115,7 @@ __all__ = (
     "spawn",
     "spawnat",
     "start_worker",
+    "sync",
     "take",
     "timedwait",
     "wait",
