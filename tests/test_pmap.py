@@ -259,7 +259,7 @@ def test_retry_when_failing_first_time_on_each_worker(
     results = dist.pmap(
         fails_first_time_here,
         range(60),
-        retry_delays=dist.ExponentialBackOff(n=3),
+        retry_delays=dist.ExponentialBackOff(n=4),  # a failure on each of the 4 workers at most
         batch_size=batch_size,
     )
     assert results == list(range(60))
@@ -287,7 +287,7 @@ def test_retry_check_sees_the_original_exception(cluster4: list[int]) -> None:
 
     dist.everywhere("import test_pmap; test_pmap._failed_once.clear()", procs=cluster4)
     assert dist.pmap(
-        fails_first_time_here, range(20), retry_delays=[0.0] * 3, retry_check=check
+        fails_first_time_here, range(20), retry_delays=[0.0] * 4, retry_check=check
     ) == list(range(20))
     assert seen
     assert all(type(e) is ValueError for e in seen)
@@ -384,3 +384,18 @@ def test_progress(cluster4: list[int]) -> None:
             assert dist.pmap(abs, [-1, -2], progress=True) == [1, 2]
     else:
         assert dist.pmap(abs, [-1, -2], progress=True) == [1, 2]
+
+
+def test_cachingpool_reused_across_pmaps(cluster4: list[int]) -> None:
+    pool = dist.CachingPool(cluster4)
+
+    def f(x: int) -> int:
+        return x + 1
+
+    assert dist.pmap(f, range(20), pool=pool) == list(range(1, 21))
+    assert len(pool._cache) == 1
+    assert dist.pmap(f, range(20), pool=pool, batch_size=3) == list(range(1, 21))
+    assert dist.pmap(f, range(20), pool=pool) == list(range(1, 21))
+    assert len(pool._cache) == 2  # one runner per batch mode, each sent once per worker
+    pool.clear()
+    assert dist.pmap(f, range(20), pool=pool) == list(range(1, 21))

@@ -20,23 +20,28 @@ import itertools
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sized
+from functools import partial
 from typing import Any
 
 from ._cluster import PGRP
 from ._exceptions import RemoteException
 from ._failure import Failure, capture
+from ._helpers import Group
 from ._interrupt import blocking_wait
 from ._processes import workers
 from ._workerpool import AbstractWorkerPool, CachingPool
 
 __all__ = ("pmap",)
 
+
 def _auto_batch_size(n: int, nworkers: int) -> int:
-    """Batches for ``batch_size="auto"``: four per worker, as ``multiprocessing``'s
-    ``Pool.map`` makes them (Julia's ``batchsplit`` caps them at 100 elements, which costs a
-    round trip per 100 elements; four per worker still balances the load)."""
-    return max(1, -(-n // (4 * nworkers)))
+    """``batch_size="auto"``: three batches per worker, the least Julia's ``batchsplit``
+    makes. (Julia also caps a batch at 100 elements; here every batch costs a round trip,
+    so fewer, larger batches are much faster, and three per worker still balance the
+    load.)"""
+    return max(1, -(-n // (3 * nworkers)))
 
 
 class _Each:
@@ -151,17 +156,26 @@ class _Map:
         self.error: BaseException | None = None
 
     # -- hand-out -------------------------------------------------------------------------
+    #
+    # ``fresh`` is a C iterator (of a range or a list), so taking the next task needs no lock.
+    # Only with retries is there more to it: a feeder that runs out of fresh tasks waits
+    # while other tasks run (they may fail and come back) or retries wait for their delay.
 
     def next_task(self) -> tuple[Task, Iterator[float] | None] | None:
+        if self.retry_delays is None:
+            if self.error is not None:
+                return None
+            task = next(self.fresh, None)
+            return None if task is None else (task, None)
         with self.cond:
             while True:
                 if self.error is not None:
                     return None
                 retries = self.retries
                 if retries and retries[0][0] <= time.monotonic():
-                    _, _, task, delays = heapq.heappop(retries)
+                    _, _, due, delays = heapq.heappop(retries)
                     self.running += 1
-                    return task, delays
+                    return due, delays
                 fresh = next(self.fresh, None)
                 if fresh is not None:
                     self.running += 1
@@ -172,6 +186,8 @@ class _Map:
                 blocking_wait(self.cond, timeout)
 
     def finished(self, retry: tuple[float, int, Task, Iterator[float]] | None = None) -> None:
+        if self.retry_delays is None:
+            return
         with self.cond:
             self.running -= 1
             if retry is not None:
@@ -270,6 +286,31 @@ class _Map:
         return None
 
 
+# The runners made for each CachingPool given to pmap, so that another pmap of the same
+# function reuses the copy cached on the workers instead of caching one more.
+_runners: weakref.WeakKeyDictionary[CachingPool, dict[tuple[Any, ...], _Each | _Batch]] = (
+    weakref.WeakKeyDictionary()
+)
+_runners_lock = threading.Lock()
+
+
+def _reuse(pool: CachingPool, runner: _Each | _Batch) -> _Each | _Batch:
+    key = (
+        type(runner),
+        id(runner.f),
+        id(runner.on_error),
+        runner.star,
+        getattr(runner, "keep_going", None),
+    )
+    with _runners_lock:
+        memo = _runners.setdefault(pool, {})
+        known = memo.get(key)
+        if known is not None and known.f is runner.f and known.on_error is runner.on_error:
+            return known
+        memo[key] = runner
+        return runner
+
+
 def _progress_bar(total: int) -> Any:
     try:
         from tqdm.auto import tqdm
@@ -315,7 +356,7 @@ def pmap(
         pool: the workers to use.
         distributed: False runs ``f`` on threads of this process instead (as many as the
             pool has workers); so does a pool with no worker but this process.
-        batch_size: elements per call; ``"auto"`` makes four batches per worker.
+        batch_size: elements per call; ``"auto"`` makes three batches per worker.
         on_error: called on the worker with the exception of an element whose ``f`` raised;
             its return value takes the element's place. If it raises, the element failed.
         retry_delays: seconds to wait before each retry of a failed element (e.g.
@@ -358,12 +399,14 @@ def pmap(
         call: Callable[[Any], Any]
         tasks: Iterator[Task]
         if size == 1:
-            runner: Callable[[Any], Any] = _Each(f, on_error, star)
+            runner: _Each | _Batch = _Each(f, on_error, star)
             tasks = iter(range(len(items)))
         else:
             keep_going = on_error is not None or delays is not None
             runner = _Batch(f, on_error, star, keep_going)
-            tasks = (range(i, min(i + size, len(items))) for i in range(0, len(items), size))
+            tasks = iter([range(i, min(i + size, len(items))) for i in range(0, len(items), size)])
+        if distributed and not own_pool and isinstance(the_pool, CachingPool):
+            runner = _reuse(the_pool, runner)
         if distributed:
             pool_call = the_pool._call
             no_kwargs: dict[str, Any] = {}
@@ -396,19 +439,13 @@ def _feed_in_thread(run: _Map) -> None:
 
 
 def _run_feeders(run: _Map, count: int) -> None:
-    threads = [
-        threading.Thread(
-            target=_feed_in_thread, args=(run,), name="pydistributed-pmap", daemon=True
-        )
-        for _ in range(count - 1)
-    ]
-    for thread in threads:
-        thread.start()
+    helpers = Group()
+    for _ in range(count - 1):
+        helpers.start(partial(_feed_in_thread, run))
     try:
         run.feed()
     except BaseException as exc:
         run.stop(exc)
         raise
     finally:
-        for thread in threads:
-            thread.join()
+        helpers.join()

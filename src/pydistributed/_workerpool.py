@@ -452,6 +452,9 @@ class CachingPool(WorkerPool):
         return self
 
     def _entry(self, f: Callable[..., Any]) -> _Cached:
+        entry = self._cache.get(id(f))
+        if entry is not None and entry.f is f:
+            return entry
         with self._cache_lock:
             entry = self._cache.get(id(f))
             if entry is None or entry.f is not f:
