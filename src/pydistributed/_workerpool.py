@@ -396,11 +396,13 @@ def default_worker_pool() -> WorkerPool:
     with no workers, ``take`` gives the master (1). It lives on the master: on a worker this
     returns a reference to it.
     """
+    global _default
     if PGRP.myid == 1:
         _default_state()
-        assert _default is not None
-        return _default
-    return WorkerPool._make(1, _DEFAULT_RRID, 0)
+    elif _default is None:
+        _default = WorkerPool._make(1, _DEFAULT_RRID, 0)
+    assert _default is not None
+    return _default
 
 
 # -- CachingPool ---------------------------------------------------------------------------
@@ -439,6 +441,7 @@ class CachingPool(WorkerPool):
         self._cache: dict[int, _Cached] = {}
         self._cache_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _drop_later, self._cache)
+        self._finalizer.atexit = False  # at exit the workers go anyway
 
     def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("a CachingPool cannot be sent to another process")
