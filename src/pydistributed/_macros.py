@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from ._cluster import PGRP
 from ._exceptions import DistributedError, RemoteException
 from ._future import Future
+from ._helpers import Group
 from ._processes import procs, workers
 from ._remotecall import remotecall, remotecall_fetch
 from ._workerpool import CachingPool
@@ -272,11 +273,28 @@ def _preduce(reducer: Callable[[Any, Any], Any], body: Callable[[Any], Any], ite
     chunks = _chunks(iterable, len(pids))
     if not chunks:
         raise ValueError("distributed: reduction over an empty iterable")
-    futures = [
-        remotecall(_reduce_chunk, pid, reducer, body, chunk)
-        for pid, chunk in zip(pids, chunks, strict=False)
-    ]
-    return functools.reduce(reducer, [future.fetch() for future in futures])
+    # One remotecall_fetch per chunk, each from its own thread: a single message each way,
+    # the answer read by the thread waiting for it.
+    partials: list[Any] = [None] * len(chunks)
+    errors: list[BaseException | None] = [None] * len(chunks)
+
+    def reduce_on(i: int) -> None:
+        try:
+            partials[i] = remotecall_fetch(_reduce_chunk, pids[i], reducer, body, chunks[i])
+        except BaseException as exc:
+            errors[i] = exc
+
+    helpers = Group()
+    for i in range(1, len(chunks)):
+        helpers.start(functools.partial(reduce_on, i))
+    try:
+        reduce_on(0)
+    finally:
+        helpers.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return functools.reduce(reducer, partials)
 
 
 def _pfor(body: Callable[[Any], Any], iterable: Any) -> list[Future]:
