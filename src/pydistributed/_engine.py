@@ -83,6 +83,9 @@ class Engine:
         self._last_vacate = 0.0
         self._watching = False
         self._inline: set[int] = set()
+        # Runners blocked inside a task: not counted in _runners until that task returns,
+        # since they will not pop the next task soon.
+        self._stuck: set[int] = set()
         self._threads = 0
         self._idle = 0
         self._runners = 0
@@ -180,13 +183,18 @@ class Engine:
 
     def about_to_block(self) -> None:
         """Called by a thread before it blocks: send deferred frames, and if it is running
-        tasks in place of a leader, hand the role to another thread first."""
+        tasks in place of a leader, hand the role to another thread first (and stop counting
+        it as a runner until its task returns)."""
         if self._dirty:
             self.flush()
-        if self._leader == _VACANT and threading.get_ident() in self._inline:
+        me = threading.get_ident()
+        if me in self._inline and (self._leader == _VACANT or me not in self._stuck):
             with self._state:
                 if self._leader == _VACANT:
                     self._promote_locked()
+                if me not in self._stuck:
+                    self._stuck.add(me)
+                    self._runners -= 1
 
     def _promote_locked(self) -> None:
         self._leader = _COMING
@@ -294,6 +302,7 @@ class Engine:
                         self._lost(conn)
 
     def _run_tasks(self) -> None:
+        me = threading.get_ident()
         while True:
             try:
                 task = self._tasks.popleft()
@@ -308,6 +317,11 @@ class Engine:
                 task()
             except BaseException:
                 log.exception("pydistributed task failed")
+            finally:
+                if me in self._stuck:
+                    with self._state:
+                        self._stuck.discard(me)
+                        self._runners += 1
 
     # -- reading ---------------------------------------------------------------------------
 
