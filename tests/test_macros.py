@@ -353,3 +353,11 @@ def test_clear_pool(cluster3: list[int]) -> None:
     assert pool._cache
     assert dist.clear(pool) is pool
     assert not pool._cache
+
+
+def test_keyword_forms(cluster3: list[int], clean_main: list[str]) -> None:
+    clean_main.append("kw_value")
+    dist.everywhere(code="kw_value = 7", procs=cluster3[:1])
+    assert dist.remotecall_fetch(main_get, cluster3[0], "kw_value") == 7
+    dist.clear(names=["kw_value"], pids=cluster3[:1])
+    assert dist.remotecall_fetch(main_get, cluster3[0], "kw_value") is None

@@ -159,7 +159,7 @@ def _run_everywhere(
     return values
 
 
-def everywhere(what: Any = _MISSING, /, procs: int | Iterable[int] | None = None) -> Any:
+def everywhere(code: Any = _MISSING, procs: int | Iterable[int] | None = None) -> Any:
     """Run source code, or define a function or class, in ``__main__`` of every process.
 
     ``everywhere("import numpy as np")`` executes the code on every process (this one
@@ -177,12 +177,12 @@ def everywhere(what: Any = _MISSING, /, procs: int | Iterable[int] | None = None
             process where it failed.
         SyntaxError: the code does not compile (checked here, before anything is sent).
     """
-    if what is _MISSING:
+    if code is _MISSING:
         return lambda obj: everywhere(obj, procs=procs)
     targets = _target_list(procs)
-    if isinstance(what, str):
-        as_expression = isinstance(procs, int) and _is_expression(what)
-        compile(what, "<everywhere>", "eval" if as_expression else "exec")
+    if isinstance(code, str):
+        as_expression = isinstance(procs, int) and _is_expression(code)
+        compile(code, "<everywhere>", "eval" if as_expression else "exec")
         counts: dict[int, int] = {}
         for pid in targets:
             counts[pid] = counts.get(pid, 0) + 1
@@ -190,13 +190,13 @@ def everywhere(what: Any = _MISSING, /, procs: int | Iterable[int] | None = None
         values: dict[int, Any] = {}
         for times in sorted(set(counts.values())):
             group = [p for p in counts if counts[p] == times]
-            values.update(_run_everywhere(group, _exec_in_main, (what, times, as_expression)))
+            values.update(_run_everywhere(group, _exec_in_main, (code, times, as_expression)))
         return values.get(procs) if as_expression and isinstance(procs, int) else None
-    name = getattr(what, "__name__", None)
+    name = getattr(code, "__name__", None)
     if not isinstance(name, str) or not name.isidentifier():
-        raise TypeError(f"everywhere expects source code, a function or a class, not {what!r}")
-    _run_everywhere(targets, _define_in_main, (name, what))
-    return what
+        raise TypeError(f"everywhere expects source code, a function or a class, not {code!r}")
+    _run_everywhere(targets, _define_in_main, (name, code))
+    return code
 
 
 def _is_expression(code: str) -> bool:
@@ -319,7 +319,7 @@ def _clear_names(names: list[str], module_name: str) -> None:
 
 
 def clear(
-    target: CachingPool | str | Iterable[str],
+    names: CachingPool | str | Iterable[str],
     pids: int | Iterable[int] | None = None,
     mod: str = "__main__",
 ) -> Any:
@@ -333,9 +333,9 @@ def clear(
     Raises:
         ExceptionGroup: of the failures, one per process.
     """
-    if isinstance(target, CachingPool):
-        return target.clear()
-    names = [target] if isinstance(target, str) else list(target)
+    if isinstance(names, CachingPool):
+        return names.clear()
+    names = [names] if isinstance(names, str) else list(names)
     targets = workers() if pids is None else _target_list(pids)
     _run_everywhere(targets, _clear_names, (names, mod))
     return None
