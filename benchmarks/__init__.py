@@ -1,0 +1,1 @@
+"""Benchmarks comparing pydistributed with its peers. Run ``python -m benchmarks --help``."""

@@ -1,0 +1,61 @@
+"""5. Scaling with the number of workers: pydistributed, and Pool for reference."""
+
+from __future__ import annotations
+
+from benchmarks._config import Config
+from benchmarks._families import roundtrip, throughput
+from benchmarks._plan import Request, Results
+from benchmarks._table import Cell, Column, Table
+
+NAME = "scaling"
+
+
+def everywhere_request(cfg: Config) -> Request:
+    return Request("pydistributed", cfg.everywhere_n, "everywhere")
+
+
+def requests(cfg: Config) -> list[Request]:
+    out = []
+    for n in cfg.scaling_sizes:
+        out += [
+            roundtrip.request(cfg, "pydistributed", n),
+            throughput.calls_request(cfg, "pydistributed", n),
+            throughput.calls_request(cfg, "mp_pool", n),
+        ]
+    return [*out, everywhere_request(cfg)]
+
+
+def _get(results: Results, req: Request, field: str) -> Cell:
+    value = results.get(req.peer, req.n, req.key)
+    return value.get(field) if isinstance(value, dict) else value
+
+
+def tables(cfg: Config, results: Results) -> list[Table]:
+    table = Table(
+        NAME,
+        f"5a. Scaling: {cfg.tp_calls:,} calls submitted then collected, and round trip",
+        [
+            Column("workers", "{:d}"),
+            Column("pydistributed RT median µs", "{:.1f}"),
+            Column("pydistributed calls/s", "{:,.0f}"),
+            Column("Pool.apply_async calls/s", "{:,.0f}"),
+        ],
+    )
+    for n in cfg.scaling_sizes:
+        table.rows.append(
+            [
+                n,
+                _get(results, roundtrip.request(cfg, "pydistributed", n), "median_us"),
+                _get(results, throughput.calls_request(cfg, "pydistributed", n), "per_s"),
+                _get(results, throughput.calls_request(cfg, "mp_pool", n), "per_s"),
+            ]
+        )
+    table.notes = ["round trip: remotecall_fetch(identity, first worker, 1)"]
+    req = everywhere_request(cfg)
+    every = Table(
+        NAME + "-everywhere",
+        f'5b. everywhere("import numpy") on {req.n} workers',
+        [Column("peer"), Column("workers", "{:d}"), Column("seconds", "{:.3f}")],
+        [["pydistributed", req.n, _get(results, req, "seconds")]],
+    )
+    return [table, every]
