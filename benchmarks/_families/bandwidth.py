@@ -52,7 +52,7 @@ def tables(cfg: Config, results: Results) -> list[Table]:
         )
     table.notes = [
         f"median of up to {cfg.bw_reps} runs after a warm-up; echo MB/s counts {cfg.bw_mb} MB",
-        "raw TCP row: sendall/recv_into of the array's buffer between two processes",
+        "raw TCP: sendall/recv_into of the array's bytes between two processes, buffers reused",
     ]
     table.notes += how_notes(results, PEERS[1:], w, key)
     return [table]
