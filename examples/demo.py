@@ -5,6 +5,7 @@ Run it with ``bash scripts/demo.sh`` (which sets up a virtual environment first)
 
 from __future__ import annotations
 
+import operator
 import time
 
 import pydistributed as dist
@@ -27,7 +28,7 @@ def main() -> None:
 
     # Closures and lambdas travel by value.
     offset = 100
-    print("lambda on worker 3:", dist.remotecall_fetch(lambda x: x + offset, ids[1], 1))
+    print("lambda on a worker:", dist.remotecall_fetch(lambda x: x + offset, ids[1], 1))
 
     # Workers call each other directly.
     answer = dist.remotecall_fetch(lambda: dist.remotecall_fetch(dist.myid, ids[0]), ids[3])
@@ -38,7 +39,7 @@ def main() -> None:
 
     # A Future passed to another worker resolves there from its owner.
     future = dist.remotecall(slow_square, ids[0], 12)
-    print("fetched on another worker:", dist.remotecall_fetch(dist.fetch if hasattr(dist, "fetch") else (lambda f: f.fetch()), ids[1], future))
+    print("fetched on another worker:", dist.remotecall_fetch(dist.fetch, ids[1], future))
 
     # Failures come back as RemoteException; the worker keeps serving.
     try:
@@ -46,6 +47,21 @@ def main() -> None:
     except dist.RemoteException as exc:
         print(f"remote failure on worker {exc.pid}: {type(exc.exception).__name__}")
     print("worker still serving:", dist.remotecall_fetch(sum, ids[0], [1, 2, 3]))
+
+    # Parallel patterns.
+    t0 = time.perf_counter()
+    squares = dist.pmap(slow_square, range(16))
+    print(f"pmap of 16 slow squares on 4 workers: {time.perf_counter() - t0:.2f} s -> {squares}")
+    total = dist.distributed(operator.add, range(1_000_000))(lambda i: i)
+    print("distributed sum of range(10**6):", total)
+    dist.everywhere("import math")
+    pi = dist.fetchfrom(ids[2], lambda: __import__("__main__").math.pi)
+    print("everywhere: math imported in __main__ of every process; on a worker pi =", pi)
+
+    # A RemoteChannel shared by the master and a worker.
+    channel = dist.RemoteChannel(lambda: dist.Channel(10), ids[0])
+    dist.remote_do(lambda c: [c.put(i * i) for i in range(5)], ids[1], channel)
+    print("taken from a remote channel:", [channel.take() for _ in range(5)])
 
     n = 2000
     t0 = time.perf_counter()
