@@ -46,6 +46,8 @@ _IDLE_EXIT = 30.0
 _SLICE = 0.1
 _KEEP_THREADS = 2
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
+# The real sleep: workers replace time.sleep by an interruptible one for the calls they run.
+_sleep = time.sleep
 _VACANT = 0
 _COMING = -1
 
@@ -255,7 +257,7 @@ class Engine:
             with self._state:
                 while not self._watching:
                     self._watch.wait()
-            time.sleep(_TICK)
+            _sleep(_TICK)
             if self._dirty and self._flush_due() <= 0:
                 self.flush()
             with self._state:
