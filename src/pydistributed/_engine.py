@@ -146,6 +146,10 @@ class Engine:
         if self._leader != threading.get_ident():
             self._kick()
 
+    def busy(self) -> bool:
+        """Whether calls are queued, waiting to run."""
+        return bool(self._tasks)
+
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has deferred frames in its outbox: flush them soon.
 

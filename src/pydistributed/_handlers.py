@@ -89,9 +89,12 @@ def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None
 
 
 def _send(conn: Connection, payload: bytes, response: tuple[int, int], buffers: Any) -> None:
+    # Replies wait in the outbox while more calls are queued here, to leave in one write;
+    # the reply to the last queued call goes out at once.
+    engine = PGRP.engine
     try:
-        if conn.send(Kind.RESULT, payload, response, buffers=buffers, defer=True):
-            PGRP.engine.mark_dirty(conn)
+        if conn.send(Kind.RESULT, payload, response, buffers=buffers, defer=engine.busy()):
+            engine.mark_dirty(conn)
     except ProcessExitedException:
         pass
 
