@@ -41,6 +41,7 @@ def machine_info() -> dict[str, Any]:
         "implementation": sys.implementation.name,
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "versions": versions,
     }
 
@@ -48,7 +49,7 @@ def machine_info() -> dict[str, Any]:
 def _machine_line(m: dict[str, Any]) -> str:
     return (
         f"{m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-        f"{m['platform']}, {m['date']}"
+        f"{m['platform']}, {m['date']}, load average at start {m['loadavg_at_start'][0]}"
     )
 
 

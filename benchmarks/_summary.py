@@ -102,7 +102,11 @@ def checks(cfg: Config, results: Results) -> list[Check]:
         )
     )
     one = mp("pydistributed", "pmap", "batch_size=1")
-    rivals = [mp("dask", "Dask"), mp("ray", "Ray"), mp("cf_executor", "Executor")]
+    rivals = [
+        mp("dask", "Dask"),
+        mp("ray", "Ray"),
+        mp("cf_executor", "Executor.map(chunksize=1)", "chunksize=1"),
+    ]
     present = [r for r in rivals if r.value is not None]
     absent = ", ".join(f"{r.name} {r.reason}" for r in rivals if r.value is None)
     out.append(

@@ -9,7 +9,12 @@ from benchmarks._table import Column, Table
 
 NAME = "throughput"
 PEERS = ["pydistributed", "mp_pool", "cf_executor", "loky", "dask", "ray", "ipyparallel"]
-MAP_VARIANTS = {"pydistributed": ["batch_size=1", 'batch_size="auto"']}
+# Rows of the map table per peer; the executor also maps one item per task, like pmap's
+# batch_size=1, Dask's map and Ray's tasks.
+MAP_VARIANTS = {
+    "pydistributed": ["batch_size=1", 'batch_size="auto"'],
+    "cf_executor": ["chunksize=len/(4*workers)", "chunksize=1"],
+}
 
 
 def calls_request(cfg: Config, peer: str, n: int) -> Request:
@@ -26,7 +31,8 @@ def map_requests(cfg: Config) -> list[tuple[str, Request]]:
     out = []
     for peer in PEERS:
         for variant in MAP_VARIANTS.get(peer, [""]):
-            name = f"{label(peer)} pmap {variant}" if variant else label(peer)
+            prefix = f"{label(peer)} pmap" if peer == "pydistributed" else label(peer)
+            name = f"{prefix} {variant}" if variant else prefix
             out.append((name, map_request(cfg, peer, cfg.workers, variant)))
     return out
 

@@ -12,7 +12,7 @@ from benchmarks._tasks import pid_after
 HOW = {
     "roundtrip": "executor.submit(func, x).result()",
     "throughput": "executor.submit(func, x) for all, then .result() each",
-    "map": "executor.map(func, items, chunksize=len/(4*workers))",
+    "map": "executor.map(func, items, chunksize=...)",
     "bandwidth": "executor.submit(func, array).result()",
 }
 
@@ -40,7 +40,8 @@ def submit_all(ex: ProcessPoolExecutor, func: Callable[[Any], Any], args: list[A
 def map(
     ex: ProcessPoolExecutor, func: Callable[[Any], Any], items: list[Any], variant: str
 ) -> list[Any]:
-    chunksize = max(1, len(items) // (4 * ex._max_workers))
+    per_quarter = max(1, len(items) // (4 * ex._max_workers))
+    chunksize = 1 if variant == "chunksize=1" else per_quarter
     return list(ex.map(func, items, chunksize=chunksize))
 
 

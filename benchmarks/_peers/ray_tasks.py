@@ -15,7 +15,7 @@ HOW = {
     "roundtrip": "ray.get(f.remote(x))",
     "throughput": "f.remote(x) for all, then ray.get(refs)",
     "map": "ray.get([f.remote(x) for x in items])",
-    "bandwidth": "ray.get(f.remote(array))",
+    "bandwidth": "ray.get(f.remote(array)) (arrays go through the shared-memory object store)",
 }
 
 _remote: dict[Any, Any] = {}
