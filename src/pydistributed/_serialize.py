@@ -18,6 +18,7 @@ import pickle
 import sys
 import threading
 import types
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ("OOB_THRESHOLD", "destination", "dumps", "loads")
@@ -144,6 +145,6 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
         _context.dest = previous
 
 
-def loads(payload: bytes | bytearray | memoryview, buffers: list[bytearray] | None = None) -> Any:
+def loads(payload: Any, buffers: Sequence[Any] | None = None) -> Any:
     """Inverse of :func:`dumps`."""
     return pickle.loads(payload, buffers=buffers or ())

@@ -22,6 +22,7 @@ remaining part of a large body so the caller receives straight into its final bu
 from __future__ import annotations
 
 import enum
+import mmap
 import struct
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,6 +46,26 @@ MAX_BUFFERS = 1 << 12
 # Payloads at most this long are sent in the same buffer as their header.
 _COALESCE = 1 << 16
 _NO_REF = (0, 0)
+# Body parts at least this large get their own anonymous mapping with transparent huge
+# pages: a fresh 100 MB bytearray costs ~80 ms of page faults, such a mapping ~15 ms.
+_MAPPED = 1 << 22
+
+
+def allocate(size: int) -> bytearray | mmap.mmap:
+    """A zeroed, writable buffer of ``size`` bytes for a body part."""
+    if size < _MAPPED:
+        return bytearray(size)
+    try:
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError, AttributeError):
+        return bytearray(size)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        try:
+            buffer.madvise(advice)
+        except OSError:
+            pass
+    return buffer
 
 
 class Kind(enum.IntEnum):
@@ -73,10 +94,10 @@ class Frame:
     """
 
     kind: Kind
-    payload: bytes | bytearray | memoryview
+    payload: bytes | bytearray | memoryview | mmap.mmap
     response: tuple[int, int] = _NO_REF
     notify: tuple[int, int] = _NO_REF
-    buffers: list[bytearray] = field(default_factory=list)
+    buffers: list[bytearray | mmap.mmap] = field(default_factory=list)
 
 
 def encode_frame(
@@ -125,8 +146,8 @@ class FrameDecoder:
         self._need = HEADER.size
         self._header: tuple[int, ...] = ()
         self._sizes: list[int] = []
-        self._parts: list[bytearray] = []
-        self._part = bytearray()
+        self._parts: list[bytearray | mmap.mmap] = []
+        self._part: bytearray | mmap.mmap = bytearray()
         self._filled = 0
 
     def next_frame(self) -> Frame | None:
@@ -204,7 +225,7 @@ class FrameDecoder:
 
     def _start_part(self) -> None:
         size = self._sizes[len(self._parts)]
-        self._state, self._part, self._filled = _State.BODY, bytearray(size), 0
+        self._state, self._part, self._filled = _State.BODY, allocate(size), 0
         if size == 0:
             self._finish_part()
 
