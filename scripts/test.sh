@@ -8,6 +8,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q -e '.[dev]'
+# An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE may be set: compile once,
+# or every worker process compiles the package again when it starts.
+"$venv/bin/python" -m compileall -q src >/dev/null
 echo "== ruff"
 "$venv/bin/ruff" check src tests benchmarks examples
 "$venv/bin/ruff" format --check src tests benchmarks examples
