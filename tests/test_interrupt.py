@@ -17,6 +17,19 @@ def pair() -> Iterator[list[int]]:
     dist.rmprocs(pids, waitfor=20)
 
 
+def _calls_running() -> int:
+    from pydistributed import _interrupt
+
+    return len(_interrupt._running) - 1  # not counting this call
+
+
+def _wait_until_running(pid: int, n: int = 1) -> None:
+    deadline = time.monotonic() + 5
+    while dist.remotecall_fetch(_calls_running, pid) < n:
+        assert time.monotonic() < deadline, "the call did not start"
+        time.sleep(0.02)
+
+
 def _blocked_take() -> object:
     return dist.Channel(1).take()
 
@@ -40,7 +53,8 @@ def test_interrupt_reaches_a_running_call_within_a_second(
     pair: list[int], function: object, args: tuple[object, ...]
 ) -> None:
     future = dist.remotecall(function, pair[0], *args)  # type: ignore[arg-type]
-    time.sleep(0.3)
+    _wait_until_running(pair[0])
+    time.sleep(0.2)
     assert not future.isready()
     started = time.monotonic()
     dist.interrupt(pair[0])
@@ -54,7 +68,8 @@ def test_interrupt_reaches_a_running_call_within_a_second(
 
 def test_interrupt_without_pids_hits_every_worker(pair: list[int]) -> None:
     futures = [dist.remotecall(time.sleep, pid, 30) for pid in pair]
-    time.sleep(0.3)
+    for pid in pair:
+        _wait_until_running(pid)
     dist.interrupt()
     for future in futures:
         with pytest.raises(dist.RemoteException) as info:
@@ -74,7 +89,7 @@ def test_interrupting_an_idle_worker_changes_nothing(pair: list[int]) -> None:
 def test_only_the_interrupted_worker_is_hit(pair: list[int]) -> None:
     spared = dist.remotecall(time.sleep, pair[1], 0.8)
     hit = dist.remotecall(time.sleep, pair[0], 30)
-    time.sleep(0.3)
+    _wait_until_running(pair[0])
     dist.interrupt([pair[0]])
     with pytest.raises(dist.RemoteException):
         hit.fetch(timeout=5)

@@ -357,10 +357,23 @@ class Engine:
 
         With ``send``, it is called first: taking the connection's read lock before sending
         means the reply cannot be read by another thread first (which would cost a hand-off).
-        Returns whether the waiter was filled (False: timed out).
+        Returns whether the waiter was filled (False: timed out). A call interrupted while it
+        waits here raises ``KeyboardInterrupt`` once the connection is back in order.
         """
+        with _interrupt.library_wait():
+            return self._read_for(conn, waiter, timeout, send)
+
+    def _read_for(
+        self,
+        conn: Connection,
+        waiter: Waiter,
+        timeout: float | None,
+        send: Callable[[], None] | None,
+    ) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         self.about_to_block()
+        # A call waiting here must stay interruptible: it waits in slices.
+        in_call = threading.get_ident() in self._inline
         while not waiter.done:
             remaining = None if deadline is None else deadline - time.monotonic()
             if conn.closed or not conn.read_lock.acquire(blocking=False):
@@ -370,17 +383,15 @@ class Engine:
                     continue
                 if remaining is not None and remaining <= 0:
                     return False
-                waiter.wait(0.05 if remaining is None else min(remaining, 0.05))
+                _interrupt.check()
+                waiter.wait(_SLICE if remaining is None else min(remaining, _SLICE))
                 continue
-            lost = False
+            lost = interrupted = False
             try:
                 self._disarm(conn)
                 if send is not None:
                     request, send = send, None
                     request()
-                # A call waiting here must stay interruptible: wait in slices so the
-                # thread runs bytecode now and then.
-                in_call = threading.get_ident() in self._inline
                 while not waiter.done:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -392,6 +403,9 @@ class Engine:
                             lost = True
                             break
                     except TimeoutError:
+                        if in_call and threading.get_ident() in _interrupt.pending():
+                            interrupted = True
+                            break
                         if in_call and (deadline is None or time.monotonic() < deadline):
                             continue
                         return False
@@ -401,4 +415,6 @@ class Engine:
                     self._lost(conn)
                 elif not conn.closed:
                     self._rearm(conn)
+            if interrupted:
+                _interrupt.check()
         return True

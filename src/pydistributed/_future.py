@@ -9,8 +9,7 @@ from typing import Any
 from ._cluster import PGRP
 from ._exceptions import FutureAlreadySet, RemoteException
 from ._failure import Failure
-from ._refs import RRID, TABLE, next_rrid
-from ._serialize import destination
+from ._refs import RRID, TABLE, count_receiver, next_rrid, release_claims
 
 # Set by ``_sync`` while a ``sync()`` block is open in any thread: called with every Future
 # made in this process (unpickled copies excepted). None otherwise, so the check is all the
@@ -165,22 +164,16 @@ class Future:
     # -- reference counting -------------------------------------------------------------------
 
     def __del__(self) -> None:
-        try:
-            if self._claims:
-                TABLE.release(self.where, self.rrid, PGRP.myid, self._claims)
-        except Exception:
-            pass
+        release_claims(self.where, self.rrid, self._claims)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        dest = destination()
         with self._lock:
             if self._has:
                 return rebuild_future, (self.where, self.whence, self.id, False, True, self._value)
-            if dest:
-                # Queued before any release of this copy's claims, so it reaches the owner
-                # first.
-                TABLE.add_holder(self.where, self.rrid, dest)
-        return rebuild_future, (self.where, self.whence, self.id, bool(dest), False, None)
+            # Counted under the lock: queued before any release of this copy's claims, so it
+            # reaches the owner first.
+            counted = count_receiver(self.where, self.rrid)
+        return rebuild_future, (self.where, self.whence, self.id, counted, False, None)
 
 
 class _Raised:

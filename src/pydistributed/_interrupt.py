@@ -1,11 +1,15 @@
 """Interrupting calls, and blocking waits that an interrupt can cut short.
 
 CPython runs signal handlers only in the main thread, and remote calls run in other threads.
-:func:`interrupt_calls` therefore raises ``KeyboardInterrupt`` asynchronously in each thread
-running a call (``PyThreadState_SetAsyncExc``), which takes effect at the thread's next
-bytecode. A thread blocked on a condition variable runs no bytecode, so every blocking wait of
-the library goes through :func:`blocking_wait`, which records the condition so the
-interrupter can wake it; workers replace ``time.sleep`` by :func:`sleep`, built on it.
+:func:`interrupt_calls` therefore interrupts each thread running a call in one of two ways:
+
+- a thread blocked in a wait of the library (:func:`blocking_wait`, or a reply wait marked
+  with :class:`library_wait`) is flagged and woken, and raises ``KeyboardInterrupt`` itself
+  at a point where the library's state is consistent (:func:`check`);
+- a thread running user code gets ``KeyboardInterrupt`` raised asynchronously
+  (``PyThreadState_SetAsyncExc``) at its next bytecode.
+
+Workers replace ``time.sleep`` by :func:`sleep`, built on :func:`blocking_wait`.
 
 What remains out of reach: a call blocked inside C code that does not return to Python (a
 socket ``recv`` of the user's own, a long NumPy operation, a lock from another library) sees
@@ -19,11 +23,23 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ("blocking_wait", "interrupt_calls", "running_call", "sleep", "wake_thread")
+__all__ = (
+    "blocking_wait",
+    "check",
+    "interrupt_calls",
+    "library_wait",
+    "pending",
+    "running_call",
+    "sleep",
+    "wake_thread",
+)
 
 _waiting_on: dict[int, threading.Condition] = {}
 # Threads running a remote call right now (ident -> nesting depth).
 _running: dict[int, int] = {}
+# Threads inside a wait of the library (ident -> nesting depth), and those told to stop.
+_in_wait: dict[int, int] = {}
+_pending: set[int] = set()
 
 
 def _nothing() -> None:
@@ -34,15 +50,52 @@ def _nothing() -> None:
 before_block: Callable[[], None] = _nothing
 
 
+def pending() -> set[int]:
+    """Threads whose call was interrupted while they waited (they have not raised yet)."""
+    return _pending
+
+
+def check() -> None:
+    """Raise ``KeyboardInterrupt`` if this thread's call was interrupted while it waited."""
+    if _pending:
+        ident = threading.get_ident()
+        if ident in _pending:
+            _pending.discard(ident)
+            raise KeyboardInterrupt
+
+
+class library_wait:
+    """Marks a stretch where the library waits: an interrupt flags the thread rather than
+    raising inside library code; the code calls :func:`check` where it is safe."""
+
+    __slots__ = ("ident",)
+
+    def __enter__(self) -> None:
+        self.ident = threading.get_ident()
+        _in_wait[self.ident] = _in_wait.get(self.ident, 0) + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        depth = _in_wait.pop(self.ident, 1) - 1
+        if depth > 0:
+            _in_wait[self.ident] = depth
+
+
 def blocking_wait(cond: threading.Condition, timeout: float | None = None) -> bool:
-    """``cond.wait(timeout)`` (the caller holds ``cond``) that :func:`wake_thread` can wake."""
+    """``cond.wait(timeout)`` (the caller holds ``cond``) that :func:`wake_thread` can wake.
+
+    Raises ``KeyboardInterrupt`` if the current call is interrupted meanwhile.
+    """
     before_block()
     ident = threading.get_ident()
     _waiting_on[ident] = cond
-    try:
-        return cond.wait(timeout)
-    finally:
-        _waiting_on.pop(ident, None)
+    with library_wait():
+        try:
+            check()
+            woken = cond.wait(timeout)
+            check()
+            return woken
+        finally:
+            _waiting_on.pop(ident, None)
 
 
 def wake_thread(ident: int) -> None:
@@ -66,6 +119,8 @@ class running_call:
         depth = _running.pop(self.ident, 1) - 1
         if depth > 0:
             _running[self.ident] = depth
+        else:
+            _pending.discard(self.ident)
 
 
 def interrupt_calls() -> int:
@@ -73,11 +128,16 @@ def interrupt_calls() -> int:
     hit = 0
     me = threading.get_ident()
     for ident in list(_running):
-        if ident != me and ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        if ident == me:
+            continue
+        if _in_wait.get(ident):
+            _pending.add(ident)
+            wake_thread(ident)
+            hit += 1
+        elif ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
         ):
             hit += 1
-            wake_thread(ident)
     return hit
 
 

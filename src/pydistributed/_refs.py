@@ -25,8 +25,18 @@ from typing import Any, NamedTuple
 
 from ._exceptions import DistributedError, FutureAlreadySet
 from ._interrupt import blocking_wait
+from ._serialize import destination
 
-__all__ = ("RRID", "TABLE", "FutureStore", "RefTable", "RemoteValue", "next_rrid")
+__all__ = (
+    "RRID",
+    "TABLE",
+    "FutureStore",
+    "RefTable",
+    "RemoteValue",
+    "count_receiver",
+    "next_rrid",
+    "release_claims",
+)
 
 log = logging.getLogger("pydistributed")
 
@@ -247,3 +257,23 @@ class RefTable:
 
 
 TABLE = RefTable()
+
+
+def release_claims(owner: int, rrid: RRID, claims: int) -> None:
+    """Give back ``claims`` copies of ``rrid`` held here. Safe in ``__del__``."""
+    if claims:
+        try:
+            TABLE.release(owner, rrid, TABLE.myid(), claims)
+        except Exception:
+            pass
+
+
+def count_receiver(owner: int, rrid: RRID) -> bool:
+    """While pickling a reference, count the process it is going to as a holder.
+
+    Returns False when the destination is unknown (pickled outside a cluster message).
+    """
+    dest = destination()
+    if dest:
+        TABLE.add_holder(owner, rrid, dest)
+    return bool(dest)

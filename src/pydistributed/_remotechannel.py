@@ -19,9 +19,8 @@ from ._channel import Channel
 from ._cluster import PGRP
 from ._exceptions import ChannelClosed
 from ._references import channel_from_id
-from ._refs import RRID, TABLE, next_rrid
+from ._refs import RRID, TABLE, count_receiver, next_rrid, release_claims
 from ._remotecall import call_on_owner
-from ._serialize import destination
 
 __all__ = ("RemoteChannel", "rebuild_remotechannel")
 
@@ -152,17 +151,11 @@ class RemoteChannel:
     # -- reference counting ---------------------------------------------------------------
 
     def __del__(self) -> None:
-        try:
-            if self._claims:
-                TABLE.release(self.where, self.rrid, PGRP.myid, self._claims)
-        except Exception:
-            pass
+        release_claims(self.where, self.rrid, self._claims)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        dest = destination()
-        if dest:
-            TABLE.add_holder(self.where, self.rrid, dest)
-        return rebuild_remotechannel, (self.where, self.whence, self.id, bool(dest))
+        counted = count_receiver(self.where, self.rrid)
+        return rebuild_remotechannel, (self.where, self.whence, self.id, counted)
 
 
 def rebuild_remotechannel(where: int, whence: int, id: int, counted: bool) -> RemoteChannel:

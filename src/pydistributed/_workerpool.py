@@ -30,7 +30,7 @@ from ._cluster import PGRP, WorkerState
 from ._exceptions import DistributedError, RemoteException
 from ._future import Future
 from ._interrupt import blocking_wait
-from ._refs import RRID, TABLE, next_rrid
+from ._refs import RRID, TABLE, count_receiver, next_rrid, release_claims
 from ._remotecall import (
     _pool_dispatch,
     call_on_owner,
@@ -39,7 +39,6 @@ from ._remotecall import (
     remotecall_fetch,
     remotecall_wait,
 )
-from ._serialize import destination
 
 __all__ = (
     "AbstractWorkerPool",
@@ -338,17 +337,11 @@ class WorkerPool(AbstractWorkerPool):
     # -- reference counting, as for Futures ------------------------------------------------
 
     def __del__(self) -> None:
-        try:
-            if self._claims:
-                TABLE.release(self.owner, self.rrid, PGRP.myid, self._claims)
-        except Exception:
-            pass
+        release_claims(self.owner, self.rrid, self._claims)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        dest = destination()
-        if dest:
-            TABLE.add_holder(self.owner, self.rrid, dest)
-        return _rebuild_pool, (self.owner, self.rrid.whence, self.rrid.id, bool(dest))
+        counted = count_receiver(self.owner, self.rrid)
+        return _rebuild_pool, (self.owner, self.rrid.whence, self.rrid.id, counted)
 
 
 def _rebuild_pool(owner: int, whence: int, id: int, counted: bool) -> WorkerPool:
