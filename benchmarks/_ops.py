@@ -33,13 +33,38 @@ def _how(peer: ModuleType, op: str) -> str:
 
 
 def roundtrip(peer: ModuleType, handle: Any, *, calls: int, warmup: int) -> dict[str, Any]:
+    """Sequential calls, interleaved in blocks with calls to a raw TCP floor in this session.
+
+    The machine's load changes between sessions; the in-session floor gives each peer a ratio
+    measured under the same conditions (``x_floor``). The raw TCP peer is not paired.
+    """
     call = _need(peer, "caller")(handle, identity)
-    lat = latencies(call, 1, calls, warmup)
+    if peer.__name__ == "benchmarks._peers.raw_tcp":
+        lat = latencies(call, 1, calls, warmup)
+        floor_lat = lat
+    else:
+        from benchmarks._peers import raw_tcp
+
+        floor = raw_tcp.start(1)
+        try:
+            floor_call = raw_tcp.caller(floor, identity)
+            latencies(floor_call, 1, 0, warmup)
+            latencies(call, 1, 0, warmup)
+            lat, floor_lat = [], []
+            blocks = 10
+            for b in range(blocks):
+                size = calls // blocks + (1 if b < calls % blocks else 0)
+                lat += latencies(call, 1, size, 0)
+                floor_lat += latencies(floor_call, 1, size, 0)
+        finally:
+            raw_tcp.stop(floor)
     return {
         "calls": calls,
         "median_us": median(lat) * 1e6,
         "p99_us": percentile(lat, 99) * 1e6,
         "mean_us": sum(lat) / len(lat) * 1e6,
+        "floor_median_us": median(floor_lat) * 1e6,
+        "x_floor": median(lat) / median(floor_lat),
         "how": _how(peer, "roundtrip"),
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks._config import Config
-from benchmarks._families._common import cells, how_notes, label, ratio
+from benchmarks._families._common import cells, how_notes, label
 from benchmarks._plan import Request, Results
 from benchmarks._table import Column, Table
 
@@ -31,7 +31,6 @@ def requests(cfg: Config) -> list[Request]:
 
 def tables(cfg: Config, results: Results) -> list[Table]:
     key = request(cfg, "", 0).key
-    floor = results.number("raw_tcp", cfg.workers, key, "median_us")
     table = Table(
         NAME,
         f"1. Round trip of identity(1), {cfg.workers} workers, sequential calls",
@@ -40,14 +39,18 @@ def tables(cfg: Config, results: Results) -> list[Table]:
             Column("calls", "{:d}"),
             Column("median µs", "{:.1f}"),
             Column("p99 µs", "{:.1f}"),
+            Column("floor µs", "{:.1f}"),
             Column("x floor", "{:.2f}"),
         ],
     )
     for peer in PEERS:
         value = results.get(peer, cfg.workers, key)
-        median = results.number(peer, cfg.workers, key, "median_us")
-        row = [label(peer), *cells(value, ["calls", "median_us", "p99_us"]), ratio(median, floor)]
-        table.rows.append(row)
-    table.notes = [f"after {cfg.rt_warmup} warm-up calls; x floor = median / raw TCP median"]
+        fields = ["calls", "median_us", "p99_us", "floor_median_us", "x_floor"]
+        table.rows.append([label(peer), *cells(value, fields)])
+    table.notes = [
+        f"after {cfg.rt_warmup} warm-up calls",
+        "floor µs: median of a raw TCP ping-pong in the same session, interleaved with the "
+        "peer's calls in 10 blocks; x floor = median / floor µs (robust to the machine's load)",
+    ]
     table.notes += how_notes(results, PEERS, cfg.workers, key)
     return [table]

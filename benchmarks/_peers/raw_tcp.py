@@ -10,6 +10,8 @@ from typing import Any
 
 from benchmarks._peers import _wire
 
+_SPAWN = multiprocessing.get_context("spawn")
+
 HOW = {
     "roundtrip": "pickle (func, x) -> sendall -> recv_into -> pickle result back",
     "bandwidth": "sendall(buffer) / recv_into(a reused buffer), no pickling",
@@ -34,7 +36,8 @@ def start(n: int) -> Handle:
     port = listener.getsockname()[1]
     try:
         for _ in range(n):
-            proc = multiprocessing.Process(target=_wire.serve, args=(port,), daemon=True)
+            # spawn: this also runs inside other peers' sessions, whose threads make fork unsafe
+            proc = _SPAWN.Process(target=_wire.serve, args=(port,), daemon=True)
             proc.start()
             handle.procs.append(proc)
         for _ in range(n):
