@@ -50,7 +50,7 @@ def tables(cfg: Config, results: Results) -> list[Table]:
     table.notes = [
         f"after {cfg.rt_warmup} warm-up calls",
         "floor µs: median of a raw TCP ping-pong in the same session, interleaved with the "
-        "peer's calls in 10 blocks; x floor = median / floor µs (robust to the machine's load)",
+        "peer's calls in 10 blocks; x floor = median / floor µs (same load, same time)",
     ]
     table.notes += how_notes(results, PEERS, cfg.workers, key)
     return [table]
