@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._exceptions import ChannelClosed
@@ -302,12 +302,7 @@ class Channel:
 
     def __iter__(self) -> Iterator[Any]:
         """Yield taken items until the channel is closed and drained."""
-        while True:
-            try:
-                v = self.take()
-            except ChannelClosed:
-                return
-            yield v
+        return take_until_closed(self.take)
 
     def __repr__(self) -> str:
         with self._lock:
@@ -323,3 +318,13 @@ class Channel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._size = _check_size(state["size"])
         self._init_state(open_=bool(state["open"]), items=list(state["items"]))
+
+
+def take_until_closed(take: Callable[[], Any]) -> Iterator[Any]:
+    """Yield what ``take()`` returns until it raises :class:`ChannelClosed`."""
+    while True:
+        try:
+            v = take()
+        except ChannelClosed:
+            return
+        yield v

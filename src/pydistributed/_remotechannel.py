@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._channel import Channel
+from ._channel import Channel, take_until_closed
 from ._cluster import PGRP
-from ._exceptions import ChannelClosed
 from ._references import channel_from_id
 from ._refs import RRID, TABLE, count_receiver, next_rrid, release_claims
 from ._remotecall import call_on_owner
@@ -141,12 +140,7 @@ class RemoteChannel:
 
     def __iter__(self) -> Iterator[Any]:
         """Yield taken items until the channel is closed and drained."""
-        while True:
-            try:
-                v = self.take()
-            except ChannelClosed:
-                return
-            yield v
+        return take_until_closed(self.take)
 
     # -- reference counting ---------------------------------------------------------------
 
