@@ -69,3 +69,35 @@ def test_worker_reads_cookie_from_stdin_and_prints_its_address() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_process_messages_refuses_a_peer_without_the_cookie() -> None:
+    import socket
+    import threading
+
+    import pydistributed as dist
+
+    ours, theirs = socket.socketpair()
+    server = threading.Thread(target=dist.process_messages, args=(ours, ours), daemon=True)
+    server.start()
+    theirs.sendall(b"PYDIST\x00\x01" + bytes(32) + bytes(32))
+    theirs.settimeout(10)
+    received = b""
+    while chunk := theirs.recv(1024):
+        received += chunk
+    # It sent its own hello and proof, then hung up on our wrong proof.
+    assert received[:8] == b"PYDIST\x00\x01"
+    server.join(10)
+    assert not server.is_alive()
+    theirs.close()
+
+
+def test_process_messages_needs_a_socket() -> None:
+    import io
+
+    import pytest
+
+    import pydistributed as dist
+
+    with pytest.raises(TypeError):
+        dist.process_messages(io.BytesIO(), io.BytesIO())

@@ -46,7 +46,7 @@ from ._remotecall import remote_do, remotecall, remotecall_fetch, remotecall_wai
 from ._remotechannel import RemoteChannel
 from ._sync import sync
 from ._timedwait import timedwait
-from ._worker import init_worker, start_worker
+from ._worker import init_worker, process_messages, start_worker
 from ._workerpool import (
     AbstractWorkerPool,
     CachingPool,
@@ -105,6 +105,7 @@ __all__ = (
     "nprocs",
     "nworkers",
     "pmap",
+    "process_messages",
     "procs",
     "put",
     "remote",
