@@ -9,6 +9,19 @@ from benchmarks._peers import PEERS
 from benchmarks._plan import Results
 from benchmarks._table import Cell
 
+# Every peer, in table order (the floor first).
+ALL_PEERS = [
+    "raw_tcp",
+    "mp_pipe",
+    "pydistributed",
+    "mp_pool",
+    "cf_executor",
+    "loky",
+    "dask",
+    "ray",
+    "ipyparallel",
+]
+
 
 def label(peer: str) -> str:
     return PEERS[peer].label

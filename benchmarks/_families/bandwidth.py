@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from benchmarks._config import Config
-from benchmarks._families._common import cells, how_notes, label, ratio
+from benchmarks._families._common import ALL_PEERS, cells, how_notes, label, ratio
 from benchmarks._plan import Request, Results
 from benchmarks._table import Column, Table
 
 NAME = "bandwidth"
-PEERS = [
-    "raw_tcp",
-    "mp_pipe",
-    "pydistributed",
-    "mp_pool",
-    "cf_executor",
-    "loky",
-    "dask",
-    "ray",
-    "ipyparallel",
-]
+PEERS = ALL_PEERS
 
 
 def request(cfg: Config, peer: str, n: int) -> Request:
