@@ -17,7 +17,6 @@ Standard exceptions are used where Python users expect them: ``TimeoutError`` wh
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 __all__ = (
@@ -137,10 +136,3 @@ class ProtocolError(DistributedError):
     """A peer sent bytes that do not form a valid frame (bad header, over the size limit)."""
 
     __module__ = "pydistributed"
-
-
-def stand_in_for(exc: BaseException) -> BaseException:
-    """Return ``exc`` itself when it is a builtin exception, else a picklable stand-in."""
-    if type(exc).__module__ == builtins.__name__:
-        return exc
-    return RemoteExceptionStandIn(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))

@@ -47,12 +47,6 @@ def _on_pool(kind: str, f: Callable[..., Any], pool: Any, args: Any, kwargs: Any
     return dispatch(f, pool, *args, **kwargs)
 
 
-def _pid(target: Any) -> int:
-    if isinstance(target, bool) or not isinstance(target, int):
-        raise TypeError(f"expected a process id (int), got {type(target).__name__}")
-    return target
-
-
 def _request(
     conn: Connection,
     kind: Kind,
@@ -103,7 +97,7 @@ def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) ->
         future = Future()
         PGRP.engine.submit(partial(_run_here, TABLE.lookup(future.rrid), f, args, kwargs))
         return future
-    conn = PGRP.connection(_pid(pid))
+    conn = PGRP.connection(pid)
     rrid = next_rrid(me)
     payload, buffers = dumps((f, args, kwargs), pid, call=True)
     future = Future._make(pid, rrid)
@@ -126,7 +120,7 @@ def remotecall_fetch(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: A
             return f(*args, **kwargs)
         except Exception as exc:
             raise RemoteException(pid, exc, traceback.format_exc()) from exc
-    return _request(PGRP.connection(_pid(pid)), Kind.CALL_FETCH, (f, args, kwargs))
+    return _request(PGRP.connection(pid), Kind.CALL_FETCH, (f, args, kwargs))
 
 
 def remotecall_wait(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> Future:
@@ -142,7 +136,7 @@ def remotecall_wait(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: An
         return _raise_failure(future)
     rrid = next_rrid(PGRP.myid)
     future = Future._make(pid, rrid)
-    answer = _request(PGRP.connection(_pid(pid)), Kind.CALL_WAIT, (f, args, kwargs), response=rrid)
+    answer = _request(PGRP.connection(pid), Kind.CALL_WAIT, (f, args, kwargs), response=rrid)
     assert answer == OK
     return future
 
@@ -174,7 +168,7 @@ def remote_do(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> 
     if pid == PGRP.myid:
         PGRP.engine.submit(partial(_run_and_report, f, args, kwargs))
         return
-    conn = PGRP.connection(_pid(pid))
+    conn = PGRP.connection(pid)
     payload, buffers = dumps((f, args, kwargs), pid, call=True)
     if conn.send(Kind.REMOTE_DO, payload, buffers=buffers, defer=True):
         PGRP.engine.mark_dirty(conn)

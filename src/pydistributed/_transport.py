@@ -12,10 +12,10 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ._exceptions import AuthenticationError, ProcessExitedException, ProtocolError
+from ._exceptions import AuthenticationError, ProcessExitedException
 from ._waiter import Waiter
 from .protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Handshake, Kind, encode_frame
 
@@ -101,7 +101,6 @@ class Connection:
         # keeps it); the Futures are held so the push always finds them.
         self.awaiting: dict[tuple[int, int], Any] = {}
         self.closed = False
-        self.on_close: Callable[[Connection], None] | None = None
         self._outbox: list[bytes | bytearray | memoryview] = []
         self._outbox_frames = 0
         self._scratch = bytearray(_SCRATCH)
@@ -221,8 +220,6 @@ class Connection:
             waiter.fail(error)
         self.pending.clear()
         self.awaiting.clear()
-        if self.on_close is not None:
-            self.on_close(self)
 
     def release_socket(self) -> None:
         """Close the file descriptor (after :meth:`close`, once no thread uses it)."""
@@ -230,9 +227,3 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-
-
-def check_frame_kind(frame: Frame, *kinds: Kind) -> None:
-    """Raise :class:`ProtocolError` unless ``frame`` is one of ``kinds``."""
-    if frame.kind not in kinds:
-        raise ProtocolError(f"expected {', '.join(k.name for k in kinds)}, got {frame.kind.name}")

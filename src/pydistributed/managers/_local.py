@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -113,8 +112,3 @@ def _reap(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
             process.stdin.close()
         except OSError:
             pass
-
-
-def default_exename() -> str:
-    """The Python interpreter running this process."""
-    return sys.executable
