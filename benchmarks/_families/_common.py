@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks._config import Config
 from benchmarks._peers import PEERS
-from benchmarks._plan import Results
+from benchmarks._plan import Request, Results
 from benchmarks._table import Cell
 
 # Every peer, in table order (the floor first).
@@ -51,3 +51,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def skipped(cfg: Config, peer: str, n: int) -> bool:
     """Under --quick, slow-starting peers are measured with the main worker count only."""
     return cfg.quick and PEERS[peer].heavy and n != cfg.workers
+
+
+def field(results: Results, req: Request, name: str) -> Cell:
+    """One field of a request's result, or the error text that took its place."""
+    value = results.get(req.peer, req.n, req.key)
+    return value.get(name) if isinstance(value, dict) else value

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from benchmarks._config import Config
-from benchmarks._families._common import ratio
+from benchmarks._families._common import field, ratio
 from benchmarks._plan import Request, Results
-from benchmarks._table import Cell, Column, Table
+from benchmarks._table import Column, Table
 
 NAME = "overhead"
 
@@ -17,11 +17,6 @@ def request(cfg: Config, peer: str, n_items: int) -> Request:
 
 def requests(cfg: Config) -> list[Request]:
     return [request(cfg, p, n) for n in cfg.overhead_ns for p in ("pydistributed", "sequential")]
-
-
-def _get(results: Results, req: Request, field: str) -> Cell:
-    value = results.get(req.peer, req.n, req.key)
-    return value.get(field) if isinstance(value, dict) else value
 
 
 def tables(cfg: Config, results: Results) -> list[Table]:
@@ -43,9 +38,9 @@ def tables(cfg: Config, results: Results) -> list[Table]:
         table.rows.append(
             [
                 n,
-                _get(results, dist_req, "seconds"),
-                _get(results, dist_req, "ns_per_item"),
-                _get(results, seq_req, "ns_per_item"),
+                field(results, dist_req, "seconds"),
+                field(results, dist_req, "ns_per_item"),
+                field(results, seq_req, "ns_per_item"),
                 ratio(seq_ns, dist_ns),
             ]
         )

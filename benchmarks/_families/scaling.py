@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from benchmarks._config import Config
 from benchmarks._families import roundtrip, throughput
+from benchmarks._families._common import field
 from benchmarks._plan import Request, Results
-from benchmarks._table import Cell, Column, Table
+from benchmarks._table import Column, Table
 
 NAME = "scaling"
 
@@ -25,11 +26,6 @@ def requests(cfg: Config) -> list[Request]:
     return [*out, everywhere_request(cfg)]
 
 
-def _get(results: Results, req: Request, field: str) -> Cell:
-    value = results.get(req.peer, req.n, req.key)
-    return value.get(field) if isinstance(value, dict) else value
-
-
 def tables(cfg: Config, results: Results) -> list[Table]:
     table = Table(
         NAME,
@@ -45,9 +41,9 @@ def tables(cfg: Config, results: Results) -> list[Table]:
         table.rows.append(
             [
                 n,
-                _get(results, roundtrip.request(cfg, "pydistributed", n), "median_us"),
-                _get(results, throughput.calls_request(cfg, "pydistributed", n), "per_s"),
-                _get(results, throughput.calls_request(cfg, "mp_pool", n), "per_s"),
+                field(results, roundtrip.request(cfg, "pydistributed", n), "median_us"),
+                field(results, throughput.calls_request(cfg, "pydistributed", n), "per_s"),
+                field(results, throughput.calls_request(cfg, "mp_pool", n), "per_s"),
             ]
         )
     table.notes = ["round trip: remotecall_fetch(identity, first worker, 1)"]
@@ -56,6 +52,6 @@ def tables(cfg: Config, results: Results) -> list[Table]:
         NAME + "-everywhere",
         f'5b. everywhere("import numpy") on {req.n} workers',
         [Column("peer"), Column("workers", "{:d}"), Column("seconds", "{:.3f}")],
-        [["pydistributed", req.n, _get(results, req, "seconds")]],
+        [["pydistributed", req.n, field(results, req, "seconds")]],
     )
     return [table, every]
