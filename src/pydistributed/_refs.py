@@ -250,9 +250,10 @@ class RefTable:
             if owner == me:
                 self.apply(changes)
             elif self.send_changes is not None:
+                # An owner that is gone (or never was) loses its notices, no other owner's.
                 try:
                     self.send_changes(owner, changes)
-                except DistributedError:
+                except (DistributedError, ValueError):
                     pass
 
 
