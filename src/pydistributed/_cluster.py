@@ -6,6 +6,12 @@ Workers connect to each other on first use (``lazy=True``) or at join: the highe
 lower, introducing itself with ``IDENTIFY_SOCKET``; a lower id that needs a higher one asks the
 master to have it dial. A connection that breaks removes its peer from the cluster and fails
 every caller waiting on it with :class:`ProcessExitedException`.
+
+The topology, fixed by the first ``addprocs`` while workers exist, says which workers may
+connect: ``all_to_all`` every pair, ``master_worker`` none (a worker only knows the master),
+``custom`` the pairs where one worker's ``WorkerConfig.connect_idents`` lists the other's
+``ident``. A worker knows only the peers it may connect to; a call to any other raises
+:class:`DistributedError` naming both ids and the topology.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ._engine import Engine
 from ._exceptions import (
@@ -175,17 +181,32 @@ class ProcessGroup:
                 raise ProcessExitedException(pid)
             if not self.is_worker or pid == self.myid:
                 raise ValueError(f"no process with id {pid}")
+            if self.topology == "master_worker":
+                raise self._unreachable(pid)
             worker = self._learn_peer(pid)
         return self._connect_peer(worker)
 
     def _learn_peer(self, pid: int) -> Worker:
         from ._remotecall import remotecall_fetch
 
-        address = remotecall_fetch(_peer_address, 1, pid)
+        address = remotecall_fetch(_peer_address, 1, pid, self.myid)
         if address is None:
             raise ProcessExitedException(pid)
+        if address is False:
+            raise self._unreachable(pid)
         with self.lock:
             return self.workers.setdefault(pid, Worker(pid, *address))
+
+    def _unreachable(self, pid: int) -> DistributedError:
+        how = (
+            "connects workers only to the master"
+            if self.topology == "master_worker"
+            else "does not link them (WorkerConfig.ident / connect_idents)"
+        )
+        return DistributedError(
+            f"process {pid} is not connected to process {self.myid}: "
+            f"topology {self.topology!r} {how}"
+        )
 
     def _connect_peer(self, worker: Worker) -> Connection:
         with worker.connecting:
@@ -289,8 +310,14 @@ class ProcessGroup:
             raise DistributedError("only the master (process 1) can add workers")
         self._install_atexit()
         with self._addprocs_lock:
+            with self.lock:
+                if params["topology"] != self.topology and self.workers:
+                    raise ValueError(
+                        f"workers with topology {self.topology!r} already exist; "
+                        f"topology {params['topology']!r} cannot be set"
+                    )
+                self.topology = params["topology"]
             self.lazy = params["lazy"]
-            self.topology = params["topology"]
             params = {**params, "cookie": self.cookie}
             created: dict[int, Worker] = {}
             errors: list[str] = []
@@ -370,7 +397,7 @@ class ProcessGroup:
                 others = [
                     (p, w.host, w.port)
                     for p, w in self.workers.items()
-                    if w.state is WorkerState.CONNECTED
+                    if w.state is WorkerState.CONNECTED and self.linked(worker, w)
                 ]
             self.host = sock.getsockname()[0] if sock.family != socket.AF_UNIX else self.host
             info = {
@@ -398,15 +425,31 @@ class ProcessGroup:
         manager.manage(pid, config, "register")
         return worker
 
+    def linked(self, a: Worker, b: Worker) -> bool:
+        """Whether workers ``a`` and ``b`` may connect to each other (on the master).
+
+        Under ``custom``, two workers are linked when either one's ``connect_idents`` lists
+        the other's ``ident``, whichever of them joined first.
+        """
+        if self.topology == "all_to_all":
+            return True
+        if self.topology == "master_worker" or a.pid == b.pid:
+            return False
+        return _lists(a, b) or _lists(b, a)
+
     def _announce(self, new: list[int]) -> None:
         """Tell every worker the addresses of the workers that just joined."""
         from ._remotecall import remote_do, remotecall_fetch
 
         with self.lock:
-            peers = [(p, w.host, w.port) for p, w in self.workers.items() if p in new]
-            everyone = list(self.workers)
-        connect_now = not self.lazy and self.topology == "all_to_all"
-        for pid in everyone:
+            fresh = [w for p, w in self.workers.items() if p in new]
+            everyone = list(self.workers.values())
+        connect_now = not self.lazy
+        for worker in everyone:
+            pid = worker.pid
+            peers = [(w.pid, w.host, w.port) for w in fresh if self.linked(worker, w)]
+            if not peers:
+                continue
             try:
                 if connect_now:
                     remotecall_fetch(_add_peers, pid, peers, True)
@@ -553,9 +596,23 @@ def _exit_process() -> None:
 # -- functions run remotely by the cluster machinery ---------------------------------------
 
 
-def _peer_address(pid: int) -> tuple[str, int] | None:
+def _lists(a: Worker, b: Worker) -> bool:
+    """Whether worker ``a``'s config lists worker ``b``'s ident among its connect_idents."""
+    if a.config is None or b.config is None or b.config.ident is None:
+        return False
+    return b.config.ident in (a.config.connect_idents or ())
+
+
+def _peer_address(pid: int, asker: int) -> tuple[str, int] | Literal[False] | None:
+    """On the master: the address of worker ``pid`` for worker ``asker``; ``None`` if it is
+    gone, ``False`` if the topology does not let ``asker`` connect to it."""
     worker = PGRP.workers.get(pid)
-    return None if worker is None else (worker.host, worker.port)
+    if worker is None:
+        return None
+    other = PGRP.workers.get(asker)
+    if other is not None and not PGRP.linked(other, worker):
+        return False
+    return (worker.host, worker.port)
 
 
 def _introduce(higher: int, lower: int) -> None:
@@ -580,6 +637,10 @@ def _add_peers(peers: list[tuple[int, str, int]], connect_now: bool) -> None:
 
 def _peer_gone(pid: int) -> None:
     PGRP.deregister(pid)
+    with PGRP.lock:
+        # Also a peer this worker never knew (the topology kept them apart): calls to it
+        # now fail as calls to a process that exited.
+        PGRP.exited.add(pid)
 
 
 def _rmprocs_on_master(pids: list[int], waitfor: float) -> None:
