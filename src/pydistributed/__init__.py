@@ -57,6 +57,7 @@ from ._workerpool import (
 from .managers import (
     ClusterManager,
     LocalManager,
+    SSHManager,
     WorkerConfig,
     connect,
     kill,
@@ -82,6 +83,7 @@ __all__ = (
     "ProtocolError",
     "RemoteChannel",
     "RemoteException",
+    "SSHManager",
     "WorkerConfig",
     "WorkerPool",
     "addprocs",

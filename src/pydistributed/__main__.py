@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pydistributed")
     parser.add_argument("--worker", action="store_true", help="run as a worker process")
     parser.add_argument("--cookie", help="cluster cookie (default: first line of stdin)")
-    parser.add_argument("--bind-to", default="0.0.0.0", help="address a worker listens on")
+    parser.add_argument("--bind-to", default="0.0.0.0", help="address[:port] a worker listens on")
     parser.add_argument("-p", "--procs", type=int, default=0, help="local workers to add")
     parser.add_argument("--machine-file", help="file of SSH machine specs, one per line")
     parser.add_argument("script", nargs="?", help="script to run on the master")

@@ -13,6 +13,7 @@ from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
 from .managers._base import ClusterManager
 from .managers._local import LocalManager
+from .managers._ssh import SSHManager
 
 __all__ = (
     "addprocs",
@@ -42,6 +43,7 @@ def default_addprocs_params(manager: ClusterManager | None = None) -> dict[str, 
         "topology": "all_to_all",
         "lazy": True,
         "enable_threaded_blas": False,
+        **(SSHManager.default_params() if isinstance(manager, SSHManager) else {}),
     }
 
 
@@ -49,6 +51,8 @@ def addprocs(target: int | list[Any] | ClusterManager, /, **kwargs: Any) -> list
     """Add workers and return their ids, in launch order.
 
     ``addprocs(n)`` starts ``n`` workers on this host (:class:`LocalManager`);
+    ``addprocs(machines)`` starts workers over SSH (:class:`SSHManager`, which adds the
+    keywords ``tunnel``, ``multiplex``, ``ssh``, ``sshflags``, ``max_parallel``, ``shell``);
     ``addprocs(manager)`` uses any :class:`ClusterManager`. Keywords: ``restrict``,
     ``exename``, ``exeflags``, ``dir``, ``env``, ``topology``, ``lazy``,
     ``enable_threaded_blas`` (see :func:`default_addprocs_params`), and any the manager
@@ -63,11 +67,13 @@ def addprocs(target: int | list[Any] | ClusterManager, /, **kwargs: Any) -> list
     elif isinstance(target, ClusterManager):
         manager = target
     elif isinstance(target, list | tuple):
-        raise NotImplementedError("addprocs over SSH (SSHManager) is not available yet")
+        manager = SSHManager(target)
     else:
         raise TypeError("addprocs expects a count, a list of machines or a ClusterManager")
     params = default_addprocs_params(manager)
     params.update(kwargs)
+    if isinstance(manager, SSHManager):
+        manager.check_params(params)
     if params["topology"] not in _TOPOLOGIES:
         raise ValueError(f"topology must be one of {', '.join(_TOPOLOGIES)}")
     params["share_sys_path"] = isinstance(manager, LocalManager)

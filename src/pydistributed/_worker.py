@@ -39,11 +39,23 @@ def _exit_unless_joined(timeout: float) -> None:
         time.sleep(0.1)
 
 
+def split_bind(bind_to: str) -> tuple[str, int]:
+    """``"host"``, ``"host:port"``, ``"[v6]:port"`` or a bare IPv6 address -> (host, port)."""
+    if bind_to.startswith("["):
+        host, _, rest = bind_to[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 0
+    if bind_to.count(":") == 1:
+        host, _, port = bind_to.partition(":")
+        return host, int(port)
+    return bind_to, 0
+
+
 def _listen(bind_to: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in bind_to else socket.AF_INET
+    host, port = split_bind(bind_to)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((bind_to, 0))
+    server.bind((host, port))
     server.listen(128)
     return server
 
@@ -76,7 +88,7 @@ def start_worker(
     init_worker(cookie)
     server = _listen(bind_to)
     PGRP.port = server.getsockname()[1]
-    PGRP.host = _advertised_host(bind_to)
+    PGRP.host = _advertised_host(split_bind(bind_to)[0])
     print(f"pydistributed_worker:{PGRP.port}#{PGRP.host}", file=out, flush=True)
     if watch_stdin:
         threading.Thread(target=_watch_stdin, name="pydistributed-stdin", daemon=True).start()

@@ -1,0 +1,616 @@
+"""SSHManager: workers started over SSH on other hosts (Julia's ``SSHManager``).
+
+Each worker is one ssh session running ``exename exeflags -m pydistributed --worker
+--bind-to ADDR`` on its host. The cookie goes down the session's stdin (never argv) and stdin
+stays open, so the worker exits when the session ends; the worker's stdout (ssh's stderr
+merged in) is the config's ``io``, where the master reads its address line and then its
+output. With ``tunnel=True`` the master reaches the worker through an ``ssh -L`` forward;
+workers always reach each other directly. With ``multiplex=True`` the sessions to one host
+share one connection (an ssh ControlMaster that outlives its last session by a few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import LaunchError
+from ._base import ClusterManager, ManageOp, WorkerConfig, read_worker_address, worker_timeout
+from ._local import _reap, worker_command
+
+__all__ = ("Machine", "SSHManager", "parse_machine", "remote_command")
+
+SHELLS = ("posix", "csh")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Seconds an idle multiplexing master outlives its last session: long enough to carry the
+# sessions of one addprocs, short enough that nothing lingers after the workers are gone.
+_CONTROL_PERSIST = 3
+_BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One parsed machine specification ``"[user@]host[:port] [bind_addr[:port]]"``."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    bind_addr: str | None = None
+    bind_port: int | None = None
+
+    @property
+    def destination(self) -> str:
+        """What ssh is told to connect to: ``user@host`` or ``host``."""
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    @property
+    def bind_to(self) -> str:
+        """The worker's ``--bind-to`` argument (every interface without a bind_addr)."""
+        host = self.bind_addr or "0.0.0.0"
+        if self.bind_port is None:
+            return host
+        return f"[{host}]:{self.bind_port}" if ":" in host else f"{host}:{self.bind_port}"
+
+
+def _host_port(text: str, spec: str) -> tuple[str, int | None]:
+    def invalid(why: str) -> ValueError:
+        return ValueError(f"invalid machine specification {spec!r}: {why}")
+
+    if text.startswith("["):  # IPv6 in brackets (RFC 2732)
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise invalid("bad IPv6 address")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_or_empty = text.partition(":")
+        if ":" in port_text_or_empty:
+            raise invalid("an IPv6 address with a port must be in brackets")
+        port_text = port_text_or_empty if colon else None
+    if not host:
+        raise invalid("no host")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise invalid(f"bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def parse_machine(spec: str) -> Machine:
+    """Parse ``"[user@]host[:port] [bind_addr[:port]]"``.
+
+    Raises:
+        ValueError: the specification is malformed (empty, bad port, more than two parts).
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"a machine specification is a string, not {type(spec).__name__}")
+    parts = spec.split()
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(
+            f"invalid machine specification {spec!r}: "
+            "expected '[user@]host[:port] [bind_addr[:port]]'"
+        )
+    user, at, address = parts[0].rpartition("@")
+    if at and not user:
+        raise ValueError(f"invalid machine specification {spec!r}: empty user")
+    host, port = _host_port(address, spec)
+    bind_addr, bind_port = _host_port(parts[1], spec) if len(parts) == 2 else (None, None)
+    return Machine(host, user or None, port, bind_addr, bind_port)
+
+
+def _csh_quote(text: str) -> str:
+    # Single quotes protect everything in csh except ``!`` (history) and newlines.
+    body = text.replace("'", "'\\''").replace("!", "\\!").replace("\n", "\\\n")
+    return f"'{body}'"
+
+
+def remote_command(shell: str, argv: Sequence[str], dir: str | None, env: dict[str, str]) -> str:
+    """The command string ssh runs on the remote host's login shell.
+
+    ``posix`` (sh, bash, zsh, ...): ``sh -l -c 'cd -- DIR; export K=V; exec ARGV'``; ``csh``
+    (csh, tcsh): ``cd``/``setenv`` lines then ``exec``. As in Julia, a ``dir`` that does not
+    exist there is reported on the worker's output and the worker starts in the login
+    directory.
+
+    Raises:
+        ValueError: unknown shell, or an environment variable name that is not an identifier.
+    """
+    for name in env:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+    if shell == "posix":
+        lines = [f"cd -- {shlex.quote(dir)}"] if dir else []
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+        lines.append("exec " + shlex.join(argv))
+        return "sh -l -c " + shlex.quote("\n".join(lines))
+    if shell == "csh":
+        lines = [f"cd {_csh_quote(dir)}"] if dir else []
+        lines += [f"setenv {name} {_csh_quote(value)}" for name, value in env.items()]
+        lines.append("exec " + " ".join(_csh_quote(arg) for arg in argv))
+        return "\n".join(lines)
+    raise ValueError(
+        f"shell must be one of {', '.join(map(repr, SHELLS))}, not {shell!r} "
+        "(Windows cmd.exe workers are not supported)"
+    )
+
+
+@dataclass
+class _Settings:
+    """The SSH-related keywords of one ``addprocs``, checked."""
+
+    ssh: str
+    sshflags: list[str]
+    tunnel: bool
+    multiplex: bool
+    max_parallel: int
+    shell: str
+    exename: str
+    exeflags: list[str]
+    dir: str | None
+    env: dict[str, str]
+    cookie: str
+    enable_threaded_blas: bool
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> _Settings:
+        flags = params.get("sshflags") or ()
+        sshflags = [flags] if isinstance(flags, str) else [str(f) for f in flags]
+        exeflags = params.get("exeflags") or ()
+        max_parallel = params.get("max_parallel", 10)
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int):
+            raise TypeError("max_parallel must be an int")
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        env = {str(k): str(v) for k, v in dict(params.get("env") or {}).items()}
+        # As Julia passes JULIA_WORKER_TIMEOUT: the worker waits as long as the master does.
+        if "PYDISTRIBUTED_WORKER_TIMEOUT" in os.environ:
+            env.setdefault(
+                "PYDISTRIBUTED_WORKER_TIMEOUT", os.environ["PYDISTRIBUTED_WORKER_TIMEOUT"]
+            )
+        if not params.get("enable_threaded_blas"):
+            for name in _BLAS_THREADS:
+                env.setdefault(name, "1")
+        settings = cls(
+            ssh=str(params.get("ssh") or "ssh"),
+            sshflags=sshflags,
+            tunnel=bool(params.get("tunnel")),
+            multiplex=bool(params.get("multiplex")),
+            max_parallel=max_parallel,
+            shell=str(params.get("shell", "posix")),
+            exename=str(params.get("exename") or "python3"),
+            exeflags=[exeflags] if isinstance(exeflags, str) else [str(f) for f in exeflags],
+            dir=params.get("dir") or None,
+            env=env,
+            cookie=str(params.get("cookie", "")),
+            enable_threaded_blas=bool(params.get("enable_threaded_blas")),
+        )
+        remote_command(settings.shell, [], settings.dir, settings.env)  # checks shell, env
+        return settings
+
+    def flags_for(self, machine: Machine) -> list[str]:
+        """ssh options for ``machine``: the user's, its port, multiplexing."""
+        flags = list(self.sshflags)
+        if machine.port is not None:
+            flags += ["-p", str(machine.port)]
+        if self.multiplex:
+            flags += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={_control_dir()}/%C",
+                "-o",
+                f"ControlPersist={_CONTROL_PERSIST}",
+            ]
+        return flags
+
+    def command(self, machine: Machine, argv: Sequence[str]) -> list[str]:
+        """The full ssh command line running ``argv`` on ``machine``."""
+        remote = remote_command(self.shell, argv, self.dir, self.env)
+        return [
+            self.ssh,
+            "-T",  # no pseudo-terminal: the worker's stdio are the session's pipes
+            "-a",
+            "-x",
+            "-o",
+            "ClearAllForwardings=yes",
+            *self.flags_for(machine),
+            machine.destination,
+            remote,
+        ]
+
+
+def _control_dir() -> str:
+    """A private directory for ControlMaster sockets (``%C`` names are per host)."""
+    path = os.path.join(tempfile.gettempdir(), f"pydistributed-ssh-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise LaunchError(f"{path} must be a directory private to this user")
+    return path
+
+
+@dataclass
+class _Session:
+    """What SSHManager keeps in ``WorkerConfig.userdata``."""
+
+    machine: Machine
+    settings: _Settings
+    forward: list[str] = field(default_factory=list)  # ssh -O cancel arguments (multiplex)
+    tunnel: subprocess.Popen[bytes] | None = None
+
+
+class SSHManager(ClusterManager):
+    """Starts workers over SSH (``addprocs(machines)`` builds one).
+
+    Args:
+        machines: entries ``"[user@]host[:port] [bind_addr[:port]]"`` or ``(spec, count)``
+            with ``count`` an int or ``"auto"`` (as many workers as the host has cores).
+            The same spec given twice adds up its counts.
+
+    Raises:
+        ValueError: a malformed spec or count.
+    """
+
+    __module__ = "pydistributed"
+
+    def __init__(self, machines: Iterable[str | tuple[str, int | str]]) -> None:
+        counts: dict[str, int | str] = {}
+        for entry in machines:
+            spec, count = entry if isinstance(entry, tuple) else (entry, 1)
+            parse_machine(spec)
+            if count == "auto":
+                counts[spec] = "auto"
+            elif isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                previous = counts.get(spec, 0)
+                counts[spec] = previous + count if isinstance(previous, int) else count
+            else:
+                raise ValueError(f"worker count of {spec!r} must be an int >= 0 or 'auto'")
+        self.machines = counts
+
+    def __repr__(self) -> str:
+        return f"SSHManager(machines={self.machines!r})"
+
+    @staticmethod
+    def default_params() -> dict[str, Any]:
+        """The keywords ``addprocs(machines)`` adds to :func:`default_addprocs_params`."""
+        return {
+            "tunnel": False,
+            "multiplex": False,
+            "ssh": "ssh",
+            "sshflags": (),
+            "max_parallel": 10,
+            "shell": "posix",
+            "exename": "python3",
+        }
+
+    @staticmethod
+    def check_params(params: dict[str, Any]) -> None:
+        """Raise ``ValueError``/``TypeError`` for keywords this manager cannot use."""
+        _Settings.from_params(params)
+
+    # -- launching ----------------------------------------------------------------------------
+
+    def launch(
+        self,
+        params: dict[str, Any],
+        launched: list[WorkerConfig],
+        launch_ntfy: threading.Condition,
+    ) -> None:
+        """Start the ssh sessions: one host's first worker alone, then its others in
+        parallel, hosts in parallel, at most ``max_parallel`` sessions connecting at once.
+
+        Each config's ``io`` is the session's stdout (ssh's stderr merged). Raises
+        :class:`LaunchError` with what ssh printed for sessions that printed nothing within
+        ``PYDISTRIBUTED_WORKER_TIMEOUT`` or whose host's cores could not be counted; the
+        sessions that did start are in ``launched`` by then.
+        """
+        settings = _Settings.from_params(params)
+        gate = threading.BoundedSemaphore(settings.max_parallel)
+        errors: list[str] = []
+
+        def start(machine: Machine) -> None:
+            config = self._start_session(machine, settings, gate)
+            with launch_ntfy:
+                launched.append(config)
+                launch_ntfy.notify_all()
+
+        guard = threading.Lock()
+        openers: dict[tuple[str, int | None], threading.Lock] = {}
+        opened: set[tuple[str, int | None]] = set()
+
+        def on_machine(spec: str, count: int | str) -> None:
+            machine = parse_machine(spec)
+            key = (machine.destination, machine.port)
+            with guard:
+                opener = openers.setdefault(key, threading.Lock())
+            try:
+                # The first ssh to a host runs alone (several specs may name one host): with
+                # multiplexing it becomes that host's master, which the others then use.
+                with opener:
+                    if count == "auto":
+                        n = self._count_cores(machine, settings, gate)
+                        opened.add(key)
+                    else:
+                        n = int(count)
+                    if key not in opened and n > 0:
+                        start(machine)
+                        opened.add(key)
+                        n -= 1
+                _in_threads([lambda: start(machine)] * n, errors, spec)
+            except Exception as exc:
+                errors.append(f"{spec}: {exc}")
+
+        tasks = [lambda s=s, c=c: on_machine(s, c) for s, c in self.machines.items()]
+        _in_threads(tasks, errors, "launch")
+        if errors:
+            raise LaunchError("\n".join(errors))
+
+    def _start_session(
+        self, machine: Machine, settings: _Settings, gate: threading.BoundedSemaphore
+    ) -> WorkerConfig:
+        argv = worker_command(settings.exename, settings.exeflags, machine.bind_to)
+        command = settings.command(machine, argv)
+        timeout = worker_timeout()
+        with gate:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            assert process.stdin is not None
+            assert process.stdout is not None
+            try:
+                # The cookie goes through stdin, never argv; stdin stays open so that the
+                # worker exits when the session (or this process) goes away.
+                process.stdin.write(settings.cookie.encode() + b"\n")
+                process.stdin.flush()
+            except OSError:
+                pass  # ssh already exited: what it printed says why
+            # The session is "started" once it prints (the worker's address line, or an
+            # error) or ends; only then does the next one waiting on the gate start.
+            if not select.select([process.stdout], [], [], timeout)[0]:
+                _stop(process)
+                raise LaunchError(
+                    f"ssh to {machine.destination} printed nothing within {timeout:g} s"
+                )
+        return WorkerConfig(
+            io=process.stdout,
+            host=machine.host,
+            process=process,
+            ospid=None,
+            exename=settings.exename,
+            exeflags=tuple(settings.exeflags),
+            userdata=_Session(machine, settings),
+            tunnel=settings.tunnel,
+            multiplex=settings.multiplex,
+            bind_addr=_dial_address(machine),
+            sshflags=tuple(settings.flags_for(machine)),
+            max_parallel=settings.max_parallel,
+            environ=dict(settings.env),
+            enable_threaded_blas=settings.enable_threaded_blas,
+        )
+
+    def _count_cores(
+        self, machine: Machine, settings: _Settings, gate: threading.BoundedSemaphore
+    ) -> int:
+        argv = [settings.exename, "-c", "import os; print(os.cpu_count() or 1)"]
+        command = settings.command(machine, argv)
+        with gate:
+            try:
+                result = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    timeout=worker_timeout(),
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise LaunchError(
+                    f"counting the cores of {machine.destination} timed out; ssh printed:\n"
+                    + (exc.output or b"").decode(errors="replace")
+                ) from None
+        output = result.stdout.decode(errors="replace")
+        lines = output.split()
+        if result.returncode != 0 or not lines or not lines[-1].isdigit():
+            raise LaunchError(
+                f"could not count the cores of {machine.destination}; ssh printed:\n{output}"
+            )
+        return int(lines[-1])
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def connect(self, pid: int, config: WorkerConfig) -> tuple[Any, Any]:
+        """Dial the worker: directly, or with ``tunnel`` through an ``ssh -L`` forward from
+        a local port to the worker's address as seen from its host (``config.forward``)."""
+        if config.port is None:
+            read_worker_address(config)
+        session: _Session | None = config.userdata
+        if not config.tunnel or session is None or config.port is None:
+            return super().connect(pid, config)
+        # The worker's bind address, as seen from its own host.
+        target = session.machine.bind_addr or "127.0.0.1"
+        sock = _open_tunnel(session, target, config.port, config)
+        process = config.process
+        if (session.tunnel is not None or session.forward) and process is not None:
+            # The tunnel lives as long as the worker's session.
+            threading.Thread(
+                target=_close_tunnel_after, args=(process, session), daemon=True
+            ).start()
+        return sock, sock
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def manage(self, pid: int, config: WorkerConfig, op: ManageOp) -> None:
+        """On ``"deregister"`` reap the ssh session and close its tunnel. (``interrupt()``
+        reaches the worker over its cluster connection, so ``"interrupt"`` needs nothing.)"""
+        if op != "deregister":
+            return
+        process: subprocess.Popen[bytes] | None = config.process
+        if process is not None:
+            _reap(process)
+        if isinstance(config.userdata, _Session):
+            _close_tunnel(config.userdata)
+
+    def kill(self, pid: int, config: WorkerConfig) -> None:
+        """Ask the worker to exit; end its ssh session if still there after 5 s."""
+        super().kill(pid, config)
+        process: subprocess.Popen[bytes] | None = config.process
+        if process is not None:
+            threading.Thread(target=_reap, args=(process, 5.0), daemon=True).start()
+
+
+def _dial_address(machine: Machine) -> str | None:
+    """Where the master and the other workers reach the worker: its bind address, else the
+    host ssh reached (the worker listens on every interface there) when it resolves here,
+    else (None) the address the worker prints."""
+    if machine.bind_addr:
+        return machine.bind_addr
+    try:
+        socket.getaddrinfo(machine.host, None)
+    except OSError:
+        return None
+    return machine.host
+
+
+def _in_threads(tasks: list[Any], errors: list[str], what: str) -> None:
+    def run(task: Any) -> None:
+        try:
+            task()
+        except Exception as exc:
+            errors.append(f"{what}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig) -> socket.socket:
+    """Forward a free local port to ``target:port`` on the worker's host (Julia's
+    ``ssh_tunnel``) and return a socket connected through it. A port taken between choosing
+    it and ssh binding it makes ssh fail (``ExitOnForwardFailure``): try another."""
+    settings, machine = session.settings, session.machine
+    flags = settings.flags_for(machine)
+    deadline = time.monotonic() + worker_timeout()
+    output = ""
+    for _ in range(5):
+        local = _free_port()
+        spec = f"127.0.0.1:{local}:{target}:{port}"
+        config.forward = f"{local}:{target}:{port}"
+        if settings.multiplex:
+            # Ask the host's ControlMaster for the forward; it is set up when ssh returns.
+            args = [*flags, "-L", spec, machine.destination]
+            result = subprocess.run(
+                [settings.ssh, "-O", "forward", *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
+            output = (result.stdout + result.stderr).decode(errors="replace")
+            if result.returncode != 0:
+                continue
+            session.forward = args
+            return socket.create_connection(("127.0.0.1", local), timeout=30)
+        # The remote command ends at EOF of the tunnel's stdin, held by this process: the
+        # tunnel cannot outlive the master.
+        tunnel = subprocess.Popen(
+            [
+                settings.ssh,
+                "-T",
+                "-a",
+                "-x",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                *flags,
+                "-L",
+                spec,
+                machine.destination,
+                "cat >/dev/null",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        while tunnel.poll() is None and time.monotonic() < deadline:
+            try:
+                sock = socket.create_connection(("127.0.0.1", local), timeout=30)
+            except ConnectionRefusedError:
+                time.sleep(0.02)
+                continue
+            session.tunnel = tunnel
+            return sock
+        _stop_tunnel(tunnel)
+        assert tunnel.stdout is not None
+        output = tunnel.stdout.read().decode(errors="replace")
+        tunnel.stdout.close()
+        if time.monotonic() >= deadline:
+            break
+    raise LaunchError(f"could not open an ssh tunnel to {machine.destination}: {output}")
+
+
+def _stop_tunnel(tunnel: subprocess.Popen[bytes]) -> None:
+    if tunnel.poll() is None:
+        tunnel.kill()
+    tunnel.wait()
+    if tunnel.stdin is not None:
+        try:
+            tunnel.stdin.close()
+        except OSError:
+            pass
+
+
+def _close_tunnel(session: _Session) -> None:
+    tunnel, session.tunnel = session.tunnel, None
+    if tunnel is not None:
+        _stop_tunnel(tunnel)
+        if tunnel.stdout is not None:
+            tunnel.stdout.close()
+    args, session.forward = session.forward, []
+    if args:
+        try:
+            subprocess.run(
+                [session.settings.ssh, "-O", "cancel", *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=5,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+def _close_tunnel_after(process: subprocess.Popen[bytes], session: _Session) -> None:
+    process.wait()
+    _close_tunnel(session)
