@@ -16,6 +16,7 @@ fi
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+[ "${#need[@]}" -eq 0 ] || command -v csh >/dev/null 2>&1 || need+=(csh)  # shell="csh" quoting
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "== installing ${need[*]} for the SSH tests"
   export DEBIAN_FRONTEND=noninteractive

@@ -177,9 +177,10 @@ class Netns:
         tag = os.getpid() % 100000
         self.name = f"pydtest{tag}"
         self.veth = f"pydv{tag}"
-        third = 100 + tag % 150
-        self.outer = f"10.211.{third}.1"
-        self.inner = f"10.211.{third}.2"
+        # A /24 of its own per test process (several may run at once on one machine).
+        subnet = f"10.{200 + tag // 250 % 50}.{tag % 250}"
+        self.outer = f"{subnet}.1"
+        self.inner = f"{subnet}.2"
 
     @staticmethod
     def unavailable() -> str | None:

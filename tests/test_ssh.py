@@ -178,7 +178,7 @@ def test_posix_command_quotes_everything(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("csh") is None, reason="csh is not installed")
 def test_csh_command_quotes_everything(tmp_path: Path) -> None:
-    env = {"PYD_ODD": "a b'c\"$HOME!x"}
+    env = {"PYD_ODD": "a b'c\"$HOME!x\nline2"}
     code = "import os; print(os.getcwd()); print(repr(os.environ['PYD_ODD']))"
     command = remote_command("csh", [sys.executable, "-c", code], str(tmp_path), env)
     out = subprocess.run(["csh", "-c", command], capture_output=True, text=True, timeout=30)
@@ -233,6 +233,13 @@ def test_env_and_dir(host: Sshd, tmp_path: Path) -> None:
             pids[0],
         )
         assert got == (str(tmp_path), "x y'z", "1")
+        # interrupt() reaches SSH workers too (over their cluster connection).
+        call = dist.remotecall(time.sleep, pids[0], 30)
+        time.sleep(0.3)
+        dist.interrupt(pids[0])
+        with pytest.raises(dist.RemoteException) as info:
+            call.fetch(timeout=20)
+        assert isinstance(info.value.exception, KeyboardInterrupt)
     finally:
         dist.rmprocs(pids, waitfor=20)
 

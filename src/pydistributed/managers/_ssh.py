@@ -35,7 +35,7 @@ SHELLS = ("posix", "csh")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Seconds an idle multiplexing master outlives its last session: long enough to carry the
 # sessions of one addprocs, short enough that nothing lingers after the workers are gone.
-_CONTROL_PERSIST = 3
+_CONTROL_PERSIST = 2
 _BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -247,6 +247,7 @@ class _Session:
     settings: _Settings
     forward: list[str] = field(default_factory=list)  # ssh -O cancel arguments (multiplex)
     tunnel: subprocess.Popen[bytes] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # closing the tunnel
 
 
 class SSHManager(ClusterManager):
@@ -532,17 +533,24 @@ def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig
         if settings.multiplex:
             # Ask the host's ControlMaster for the forward; it is set up when ssh returns.
             args = [*flags, "-L", spec, machine.destination]
-            result = subprocess.run(
-                [settings.ssh, "-O", "forward", *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=max(1.0, deadline - time.monotonic()),
-            )
+            try:
+                result = subprocess.run(
+                    [settings.ssh, "-O", "forward", *args],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
+            except subprocess.TimeoutExpired:
+                break
             output = (result.stdout + result.stderr).decode(errors="replace")
             if result.returncode != 0:
                 continue
             session.forward = args
-            return socket.create_connection(("127.0.0.1", local), timeout=30)
+            try:
+                return socket.create_connection(("127.0.0.1", local), timeout=30)
+            except OSError as exc:
+                _close_tunnel(session)
+                raise LaunchError(f"ssh tunnel to {machine.destination} failed: {exc}") from exc
         # The remote command ends at EOF of the tunnel's stdin, held by this process: the
         # tunnel cannot outlive the master.
         tunnel = subprocess.Popen(
@@ -570,6 +578,11 @@ def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig
             except ConnectionRefusedError:
                 time.sleep(0.02)
                 continue
+            except OSError as exc:
+                _stop_tunnel(tunnel)
+                if tunnel.stdout is not None:
+                    tunnel.stdout.close()
+                raise LaunchError(f"ssh tunnel to {machine.destination} failed: {exc}") from exc
             session.tunnel = tunnel
             return sock
         _stop_tunnel(tunnel)
@@ -593,12 +606,13 @@ def _stop_tunnel(tunnel: subprocess.Popen[bytes]) -> None:
 
 
 def _close_tunnel(session: _Session) -> None:
-    tunnel, session.tunnel = session.tunnel, None
+    with session.lock:
+        tunnel, session.tunnel = session.tunnel, None
+        args, session.forward = session.forward, []
     if tunnel is not None:
         _stop_tunnel(tunnel)
         if tunnel.stdout is not None:
             tunnel.stdout.close()
-    args, session.forward = session.forward, []
     if args:
         try:
             subprocess.run(
