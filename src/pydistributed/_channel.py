@@ -111,6 +111,11 @@ class Channel:
         self._open = open_
         self._buffer: deque[Any] = deque(items)
         self._pending: deque[_PendingPut] = deque()
+        # Room promised to putters in other processes whose values are on their way, and
+        # the record of those putters, asked for the room back when a putter here needs it
+        # (a _credits.Window).
+        self._reserved = 0
+        self._window: Any = None
 
     # -- state, always read with the lock held --------------------------------------------------
 
@@ -162,12 +167,14 @@ class Channel:
             while True:
                 if not self._open:
                     raise ChannelClosed()
-                if len(self._buffer) < self._size:
+                if len(self._buffer) + self._reserved < self._size:
                     break
+                if self._reserved and self._window is not None:
+                    self._window.squeeze()
                 _wait(self._space, deadline, "put")
         except BaseException:
             # This thread may have consumed the wake-up meant for another putter.
-            if self._open and len(self._buffer) < self._size:
+            if self._open and len(self._buffer) + self._reserved < self._size:
                 self._space.notify()
             raise
         self._buffer.append(v)
@@ -291,6 +298,8 @@ class Channel:
         once; blocked putters raise :class:`~pydistributed.ChannelClosed` without delivering
         their value, and so do the others unless buffered items remain.
         """
+        if self._window is not None:
+            self._window.withdraw()
         with self._lock:
             self._open = False
             for pending in self._pending:
@@ -303,6 +312,35 @@ class Channel:
     def __iter__(self) -> Iterator[Any]:
         """Yield taken items until the channel is closed and drained."""
         return take_until_closed(self.take)
+
+    # -- room reserved for values on their way (RemoteChannel's write-behind puts) ------------
+
+    def _reserve(self, n: int) -> int:
+        """Reserve room for up to ``n`` later :meth:`_put_reserved`; return how much."""
+        with self._lock:
+            if not self._open or not self._size:
+                return 0
+            room = self._size - len(self._buffer) - self._reserved
+            granted = int(min(n, room)) if room > 0 else 0
+            self._reserved += granted
+            return granted
+
+    def _put_reserved(self, v: Any, reserved: bool) -> None:
+        """Append ``v`` into room reserved for it (``reserved``), or beyond the size if the
+        reservation was taken back while ``v`` was on its way; even if closed since."""
+        with self._lock:
+            if reserved:
+                self._reserved -= 1
+            self._buffer.append(v)
+            self._takers.notify()
+            self._peekers.notify_all()
+
+    def _unreserve(self, n: int) -> None:
+        """Give back room reserved with :meth:`_reserve` that will not be used."""
+        if n:
+            with self._lock:
+                self._reserved -= n
+                self._space.notify(n)
 
     def __repr__(self) -> str:
         with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import _credits
 from ._channel import Channel, take_until_closed
 from ._cluster import PGRP
 from ._references import channel_from_id
@@ -46,7 +47,7 @@ class RemoteChannel:
     """
 
     __module__ = "pydistributed"
-    __slots__ = ("__weakref__", "_claims", "id", "whence", "where")
+    __slots__ = ("__weakref__", "_claims", "_sender", "id", "whence", "where")
 
     def __init__(
         self, factory: Callable[[], Any] | int | None = None, pid: int | None = None
@@ -72,6 +73,7 @@ class RemoteChannel:
         self.where = where
         self.whence, self.id = rrid
         self._claims = claims
+        self._sender: _credits.Sender | None = None
 
     @property
     def rrid(self) -> RRID:
@@ -95,12 +97,25 @@ class RemoteChannel:
         """Put ``v`` into the channel, blocking while it is full (until a ``take`` received
         it, for an unbuffered channel). Returns this reference.
 
+        Into a buffered :class:`~pydistributed.Channel` (``size > 1``) on another process,
+        a put may return before ``v`` arrived there: the owner reserved room for it (the
+        answer to an earlier put carries such *credits*). It is accepted all the same: it
+        arrives, in order with this process's other puts, even if the channel is closed
+        meanwhile, and this process's later operations on the channel see it.
+
         Raises:
             ChannelClosed: the channel is closed, or was closed while this call waited.
             TimeoutError: ``timeout`` seconds passed first (``v`` was not put).
             ProcessExitedException: the owner is gone.
         """
-        call_on_owner(_put, self.where, self.rrid, v, timeout, timeout=timeout)
+        where = self.where
+        if where == PGRP.myid:
+            _put(self.rrid, v, timeout)
+            return self
+        sender = self._sender
+        if sender is None:
+            sender = self._sender = _credits.sender_for(where, self.rrid)
+        _credits.put(sender, v, timeout)
         return self
 
     def take(self, *, timeout: float | None = None) -> Any:
@@ -112,31 +127,37 @@ class RemoteChannel:
             TimeoutError: ``timeout`` seconds passed first.
             ProcessExitedException: the owner is gone.
         """
-        return call_on_owner(_take, self.where, self.rrid, timeout, timeout=timeout)
+        return call_on_owner(
+            _take, self.where, self.rrid, timeout, _credits.fence(self.where), timeout=timeout
+        )
 
     def fetch(self, *, timeout: float | None = None) -> Any:
         """Return the first item without removing it, blocking until there is one.
 
         Raises as :meth:`take` does.
         """
-        return call_on_owner(_fetch, self.where, self.rrid, timeout, timeout=timeout)
+        return call_on_owner(
+            _fetch, self.where, self.rrid, timeout, _credits.fence(self.where), timeout=timeout
+        )
 
     def wait(self, timeout: float | None = None) -> RemoteChannel:
         """Block until an item is available; return this reference.
 
         Raises as :meth:`take` does.
         """
-        call_on_owner(_wait, self.where, self.rrid, timeout, timeout=timeout)
+        call_on_owner(
+            _wait, self.where, self.rrid, timeout, _credits.fence(self.where), timeout=timeout
+        )
         return self
 
     def isready(self) -> bool:
         """Whether an item is available now."""
-        return bool(call_on_owner(_isready, self.where, self.rrid))
+        return bool(call_on_owner(_isready, self.where, self.rrid, _credits.fence(self.where)))
 
     def close(self) -> None:
         """Close the channel: blocked and later ``put``\\ s raise ``ChannelClosed``, and so
         do ``take``, ``fetch`` and ``wait`` once the items left are taken."""
-        call_on_owner(_close, self.where, self.rrid)
+        call_on_owner(_close, self.where, self.rrid, _credits.fence(self.where))
 
     def __iter__(self) -> Iterator[Any]:
         """Yield taken items until the channel is closed and drained."""
@@ -178,17 +199,20 @@ def _put(rrid: RRID, v: Any, timeout: float | None) -> None:
         store.put(v, timeout=timeout)
 
 
-def _take(rrid: RRID, timeout: float | None) -> Any:
+def _take(rrid: RRID, timeout: float | None, fence: _credits.Fence = None) -> Any:
+    _credits.settle(fence)
     store = channel_from_id(rrid)
     return store.take() if timeout is None else store.take(timeout=timeout)
 
 
-def _fetch(rrid: RRID, timeout: float | None) -> Any:
+def _fetch(rrid: RRID, timeout: float | None, fence: _credits.Fence = None) -> Any:
+    _credits.settle(fence)
     store = channel_from_id(rrid)
     return store.fetch() if timeout is None else store.fetch(timeout=timeout)
 
 
-def _wait(rrid: RRID, timeout: float | None) -> None:
+def _wait(rrid: RRID, timeout: float | None, fence: _credits.Fence = None) -> None:
+    _credits.settle(fence)
     store = channel_from_id(rrid)
     if timeout is None:
         store.wait()
@@ -196,9 +220,11 @@ def _wait(rrid: RRID, timeout: float | None) -> None:
         store.wait(timeout)
 
 
-def _isready(rrid: RRID) -> bool:
+def _isready(rrid: RRID, fence: _credits.Fence = None) -> bool:
+    _credits.settle(fence)
     return bool(channel_from_id(rrid).isready())
 
 
-def _close(rrid: RRID) -> None:
+def _close(rrid: RRID, fence: _credits.Fence = None) -> None:
+    _credits.settle(fence)
     channel_from_id(rrid).close()
