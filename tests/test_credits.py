@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 import pydistributed as dist
-from pydistributed import Channel, ChannelClosed, RemoteChannel
-from pydistributed import _credits
+from pydistributed import Channel, ChannelClosed, RemoteChannel, _credits
 from support import eventually
 
 PROMPT = 10.0
