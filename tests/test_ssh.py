@@ -404,12 +404,17 @@ def test_failed_host_fails_the_whole_launch(host: Sshd) -> None:
 
 
 def test_silent_host_times_out(host: Sshd, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # An ssh that never answers (here: one that sleeps) fails within the timeout.
+    # An ssh that never answers (here: one that sleeps) fails within the timeout, and the
+    # host's other workers are not started once its first one failed.
+    calls = tmp_path / "calls"
     silent = tmp_path / "silent-ssh"
-    silent.write_text("#!/bin/sh\nexec sleep 30\n")
+    silent.write_text(f"#!/bin/sh\necho started >> {calls}\nexec sleep 30\n")
     silent.chmod(0o755)
     monkeypatch.setenv("PYDISTRIBUTED_WORKER_TIMEOUT", "1.5")
-    _assert_launch_fails(host, [host.spec()], "printed nothing within 1.5 s", ssh=str(silent))
+    _assert_launch_fails(
+        host, [(host.spec(), 3)], "did not report its address within 1.5 s", ssh=str(silent)
+    )
+    assert calls.read_text().split() == ["started"]
 
 
 # -- a separate host: a network namespace -----------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shlex
 import socket
 import stat
@@ -241,13 +240,27 @@ def _control_dir() -> str:
 
 @dataclass
 class _Session:
-    """What SSHManager keeps in ``WorkerConfig.userdata``."""
+    """One worker's ssh session: what SSHManager keeps in ``WorkerConfig.userdata``."""
 
     machine: Machine
     settings: _Settings
+    gate: threading.BoundedSemaphore  # held from the start until ``started``
+    started: threading.Event = field(default_factory=threading.Event)
+    connected: bool = False  # the master got the worker's address and dials it
+    ended: bool = False  # the ssh process exited
     forward: list[str] = field(default_factory=list)  # ssh -O cancel arguments (multiplex)
     tunnel: subprocess.Popen[bytes] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)  # closing the tunnel
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mark_started(self, connected: bool) -> None:
+        """The session is no longer starting: the master read the worker's address
+        (``connected``), or the session ended first. Lets the next session start."""
+        with self.lock:
+            if self.started.is_set():
+                return
+            self.connected = connected
+            self.started.set()
+        self.gate.release()
 
 
 class SSHManager(ClusterManager):
@@ -307,23 +320,28 @@ class SSHManager(ClusterManager):
         launched: list[WorkerConfig],
         launch_ntfy: threading.Condition,
     ) -> None:
-        """Start the ssh sessions: one host's first worker alone, then its others in
-        parallel, hosts in parallel, at most ``max_parallel`` sessions connecting at once.
+        """Start the ssh sessions: hosts in parallel; on each host the first worker alone,
+        then (if it came up) the others in parallel; at most ``max_parallel`` sessions
+        starting at once (a session is starting until the master has read its worker's
+        address, or it ended).
 
-        Each config's ``io`` is the session's stdout (ssh's stderr merged). Raises
-        :class:`LaunchError` with what ssh printed for sessions that printed nothing within
-        ``PYDISTRIBUTED_WORKER_TIMEOUT`` or whose host's cores could not be counted; the
-        sessions that did start are in ``launched`` by then.
+        Each config's ``io`` is the session's stdout (ssh's stderr merged): the master reads
+        the worker's address there, within ``PYDISTRIBUTED_WORKER_TIMEOUT``, and reports
+        what a failed session printed. Raises :class:`LaunchError` when a host's cores could
+        not be counted or its first worker failed (its other workers are then not started);
+        the sessions that were started are all in ``launched`` by then.
         """
         settings = _Settings.from_params(params)
         gate = threading.BoundedSemaphore(settings.max_parallel)
         errors: list[str] = []
 
-        def start(machine: Machine) -> None:
+        def start(machine: Machine) -> _Session:
             config = self._start_session(machine, settings, gate)
             with launch_ntfy:
                 launched.append(config)
                 launch_ntfy.notify_all()
+            session: _Session = config.userdata
+            return session
 
         guard = threading.Lock()
         openers: dict[tuple[str, int | None], threading.Lock] = {}
@@ -344,7 +362,10 @@ class SSHManager(ClusterManager):
                     else:
                         n = int(count)
                     if key not in opened and n > 0:
-                        start(machine)
+                        first = start(machine)
+                        first.started.wait()
+                        if not first.connected:
+                            raise LaunchError(f"first worker failed; {n - 1} more not started")
                         opened.add(key)
                         n -= 1
                 _in_threads([lambda: start(machine)] * n, errors, spec)
@@ -361,8 +382,8 @@ class SSHManager(ClusterManager):
     ) -> WorkerConfig:
         argv = worker_command(settings.exename, settings.exeflags, machine.bind_to)
         command = settings.command(machine, argv)
-        timeout = worker_timeout()
-        with gate:
+        gate.acquire()
+        try:
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
@@ -370,30 +391,26 @@ class SSHManager(ClusterManager):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            assert process.stdin is not None
-            assert process.stdout is not None
-            try:
-                # The cookie goes through stdin, never argv; stdin stays open so that the
-                # worker exits when the session (or this process) goes away.
-                process.stdin.write(settings.cookie.encode() + b"\n")
-                process.stdin.flush()
-            except OSError:
-                pass  # ssh already exited: what it printed says why
-            # The session is "started" once it prints (the worker's address line, or an
-            # error) or ends; only then does the next one waiting on the gate start.
-            if not select.select([process.stdout], [], [], timeout)[0]:
-                _stop(process)
-                raise LaunchError(
-                    f"ssh to {machine.destination} printed nothing within {timeout:g} s"
-                )
+        except BaseException:
+            gate.release()
+            raise
+        session = _Session(machine, settings, gate)
+        threading.Thread(target=_watch_session, args=(process, session), daemon=True).start()
+        assert process.stdin is not None
+        try:
+            # The cookie goes through stdin, never argv; stdin stays open so that the worker
+            # exits when the session (or this process) goes away.
+            process.stdin.write(settings.cookie.encode() + b"\n")
+            process.stdin.flush()
+        except OSError:
+            pass  # ssh already exited: what it printed says why
         return WorkerConfig(
             io=process.stdout,
             host=machine.host,
             process=process,
-            ospid=None,
             exename=settings.exename,
             exeflags=tuple(settings.exeflags),
-            userdata=_Session(machine, settings),
+            userdata=session,
             tunnel=settings.tunnel,
             multiplex=settings.multiplex,
             bind_addr=_dial_address(machine),
@@ -438,18 +455,16 @@ class SSHManager(ClusterManager):
         a local port to the worker's address as seen from its host (``config.forward``)."""
         if config.port is None:
             read_worker_address(config)
-        session: _Session | None = config.userdata
-        if not config.tunnel or session is None or config.port is None:
+        session = config.userdata
+        if not isinstance(session, _Session):
             return super().connect(pid, config)
-        # The worker's bind address, as seen from its own host.
+        session.mark_started(connected=True)
+        if not config.tunnel or config.port is None:
+            return super().connect(pid, config)
+        # The worker's bind address, as seen from its own host. The tunnel is closed when
+        # the session ends (_watch_session) or the worker is deregistered.
         target = session.machine.bind_addr or "127.0.0.1"
         sock = _open_tunnel(session, target, config.port, config)
-        process = config.process
-        if (session.tunnel is not None or session.forward) and process is not None:
-            # The tunnel lives as long as the worker's session.
-            threading.Thread(
-                target=_close_tunnel_after, args=(process, session), daemon=True
-            ).start()
         return sock, sock
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -500,17 +515,6 @@ def _in_threads(tasks: list[Any], errors: list[str], what: str) -> None:
         thread.join()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.kill()
-    process.wait()
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -545,12 +549,13 @@ def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig
             output = (result.stdout + result.stderr).decode(errors="replace")
             if result.returncode != 0:
                 continue
-            session.forward = args
             try:
-                return socket.create_connection(("127.0.0.1", local), timeout=30)
+                sock = socket.create_connection(("127.0.0.1", local), timeout=30)
             except OSError as exc:
-                _close_tunnel(session)
+                _cancel_forward(settings.ssh, args)
                 raise LaunchError(f"ssh tunnel to {machine.destination} failed: {exc}") from exc
+            _keep(session, sock, forward=args)
+            return sock
         # The remote command ends at EOF of the tunnel's stdin, held by this process: the
         # tunnel cannot outlive the master.
         tunnel = subprocess.Popen(
@@ -583,7 +588,7 @@ def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig
                 if tunnel.stdout is not None:
                     tunnel.stdout.close()
                 raise LaunchError(f"ssh tunnel to {machine.destination} failed: {exc}") from exc
-            session.tunnel = tunnel
+            _keep(session, sock, tunnel=tunnel)
             return sock
         _stop_tunnel(tunnel)
         assert tunnel.stdout is not None
@@ -614,17 +619,34 @@ def _close_tunnel(session: _Session) -> None:
         if tunnel.stdout is not None:
             tunnel.stdout.close()
     if args:
-        try:
-            subprocess.run(
-                [session.settings.ssh, "-O", "cancel", *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=5,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+        _cancel_forward(session.settings.ssh, args)
 
 
-def _close_tunnel_after(process: subprocess.Popen[bytes], session: _Session) -> None:
+def _cancel_forward(ssh: str, args: list[str]) -> None:
+    try:
+        subprocess.run(
+            [ssh, "-O", "cancel", *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def _watch_session(process: subprocess.Popen[bytes], session: _Session) -> None:
+    """Wait for the session's end: it is no longer starting, and its tunnel goes."""
     process.wait()
+    session.mark_started(connected=False)
+    with session.lock:
+        session.ended = True
     _close_tunnel(session)
+
+
+def _keep(session: _Session, sock: socket.socket, tunnel: Any = None, forward: Any = None) -> None:
+    """Record the tunnel of a session, unless the session ended meanwhile."""
+    with session.lock:
+        session.tunnel = tunnel
+        session.forward = forward or []
+        ended = session.ended
+    if ended:
+        sock.close()
+        _close_tunnel(session)
+        raise LaunchError(f"ssh session to {session.machine.destination} ended")
