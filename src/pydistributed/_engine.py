@@ -48,6 +48,7 @@ _KEEP_THREADS = 2
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 # The real sleep: workers replace time.sleep by an interruptible one for the calls they run.
 _sleep = time.sleep
+get_ident = threading.get_ident
 _VACANT = 0
 _COMING = -1
 
@@ -104,18 +105,6 @@ class Engine:
         self._epoll.register(conn.fileno, _ARMED)
         self.start()
 
-    def _rearm(self, conn: Connection) -> None:
-        try:
-            self._epoll.modify(conn.fileno, _ARMED)
-        except (OSError, ValueError):
-            pass
-
-    def _disarm(self, conn: Connection) -> None:
-        try:
-            self._epoll.modify(conn.fileno, 0)
-        except (OSError, ValueError):
-            pass
-
     def _lost(self, conn: Connection) -> None:
         if self._conns.get(conn.fileno) is conn:
             del self._conns[conn.fileno]
@@ -143,7 +132,7 @@ class Engine:
     def submit(self, task: Callable[[], object]) -> None:
         """Run ``task`` on a pool thread, soon, concurrently with other tasks."""
         self._tasks.append(task)
-        if self._leader != threading.get_ident():
+        if self._leader != get_ident():
             self._kick()
 
     def busy(self) -> bool:
@@ -159,7 +148,7 @@ class Engine:
         if not self._dirty:
             self._dirty_since = time.monotonic()
         self._dirty.add(conn)
-        me = threading.get_ident()
+        me = get_ident()
         if me != self._leader and me not in self._inline:
             self._kick()
 
@@ -193,8 +182,12 @@ class Engine:
         it as a runner until its task returns)."""
         if self._dirty:
             self.flush()
-        me = threading.get_ident()
-        if me in self._inline and (self._leader == _VACANT or me not in self._stuck):
+        me = get_ident()
+        if me in self._inline:
+            self._hand_over(me)
+
+    def _hand_over(self, me: int) -> None:
+        if self._leader == _VACANT or me not in self._stuck:
             with self._state:
                 if self._leader == _VACANT:
                     self._promote_locked()
@@ -211,7 +204,7 @@ class Engine:
             threading.Thread(target=self._main, name="pydistributed-engine", daemon=True).start()
 
     def _main(self) -> None:
-        me = threading.get_ident()
+        me = get_ident()
         while True:
             with self._state:
                 self._idle += 1
@@ -298,21 +291,32 @@ class Engine:
                     continue
                 conn = self._conns.get(fd)
                 if conn is not None and conn.read_lock.acquire(blocking=False):
+                    # Not blocking: another thread may have read what woke us meanwhile.
                     try:
-                        alive = self._read(conn, None)
+                        alive = self._read(conn, 0)
+                    except TimeoutError:
+                        alive = True
                     finally:
                         conn.read_lock.release()
-                    if alive:
-                        self._rearm(conn)
-                    else:
+                    if not alive:
                         self._lost(conn)
+                        continue
+                    try:
+                        self._epoll.modify(fd, _ARMED)
+                    except (OSError, ValueError):
+                        pass
 
     def _run_tasks(self) -> None:
-        me = threading.get_ident()
+        me = get_ident()
+        tasks = self._tasks
         while True:
-            try:
-                task = self._tasks.popleft()
-            except IndexError:
+            task = None
+            if tasks:  # checked first: a raised IndexError costs more than a small task
+                try:
+                    task = tasks.popleft()
+                except IndexError:
+                    pass
+            if task is None:
                 if self._dirty:
                     self.flush()
                 return
@@ -332,16 +336,22 @@ class Engine:
     # -- reading ---------------------------------------------------------------------------
 
     def _read(self, conn: Connection, timeout: float | None) -> bool:
-        """One receive on ``conn`` (read_lock held) and dispatch; False when it is lost."""
+        """One receive on ``conn`` (read_lock held) and dispatch; False when it is lost.
+
+        Raises ``TimeoutError`` when nothing came within ``timeout`` (0: at once).
+        """
         try:
             if not conn.read_some(timeout):
                 return False
         except ProtocolError as exc:
             log.warning("dropping connection to %s: %s", conn.peer, exc)
             return False
-        while (frame := conn.next_frame()) is not None:
+        frames = conn.decoder.frames
+        handle = self._handle_frame
+        while frames:
+            frame = frames.popleft()
             try:
-                self._handle_frame(conn, frame)
+                handle(conn, frame)
             except Exception:
                 log.exception("failed to handle a %s message from %s", frame.kind.name, conn.peer)
         return True
@@ -351,36 +361,45 @@ class Engine:
         conn: Connection,
         waiter: Waiter,
         timeout: float | None = None,
-        send: Callable[[], None] | None = None,
+        request: list[bytes | bytearray | memoryview] | None = None,
     ) -> bool:
         """Wait until ``waiter`` is filled, reading ``conn`` in this thread when nobody else is.
 
-        With ``send``, it is called first: taking the connection's read lock before sending
-        means the reply cannot be read by another thread first (which would cost a hand-off).
-        Returns whether the waiter was filled (False: timed out). A call interrupted while it
-        waits here raises ``KeyboardInterrupt`` once the connection is back in order.
+        With ``request`` (a frame from ``encode_frame``), it is sent first: taking the
+        connection's read lock before sending means the reply cannot be read by another
+        thread first (which would cost a hand-off). Returns whether the waiter was filled
+        (False: timed out). A call interrupted while it waits here raises
+        ``KeyboardInterrupt`` once the connection is back in order.
         """
+        me = get_ident()
+        if me not in _interrupt.calls_running:
+            return self._read_for(conn, waiter, timeout, request, me)
         with _interrupt.library_wait():
-            return self._read_for(conn, waiter, timeout, send)
+            return self._read_for(conn, waiter, timeout, request, me)
 
     def _read_for(
         self,
         conn: Connection,
         waiter: Waiter,
         timeout: float | None,
-        send: Callable[[], None] | None,
+        request: list[bytes | bytearray | memoryview] | None,
+        me: int,
     ) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.about_to_block()
+        # about_to_block(), inlined: this is the round trip's hot path.
+        if self._dirty:
+            self.flush()
         # A call waiting here must stay interruptible: it waits in slices.
-        in_call = threading.get_ident() in self._inline
+        in_call = me in self._inline
+        if in_call:
+            self._hand_over(me)
         while not waiter.done:
-            remaining = None if deadline is None else deadline - time.monotonic()
             if conn.closed or not conn.read_lock.acquire(blocking=False):
-                if send is not None:
-                    request, send = send, None
-                    request()
+                if request is not None:
+                    conn.write_frame(request)
+                    request = None
                     continue
+                remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 _interrupt.check()
@@ -388,14 +407,19 @@ class Engine:
                 continue
             lost = interrupted = False
             try:
-                self._disarm(conn)
-                if send is not None:
-                    request, send = send, None
-                    request()
+                try:
+                    self._epoll.modify(conn.fileno, 0)
+                except (OSError, ValueError):
+                    pass
+                if request is not None:
+                    conn.write_frame(request)
+                    request = None
                 while not waiter.done:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
+                    remaining = None
+                    if deadline is not None:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
                     if in_call:
                         remaining = _SLICE if remaining is None else min(remaining, _SLICE)
                     try:
@@ -403,7 +427,7 @@ class Engine:
                             lost = True
                             break
                     except TimeoutError:
-                        if in_call and threading.get_ident() in _interrupt.pending():
+                        if in_call and me in _interrupt.pending():
                             interrupted = True
                             break
                         if in_call and (deadline is None or time.monotonic() < deadline):
@@ -414,7 +438,10 @@ class Engine:
                 if lost:
                     self._lost(conn)
                 elif not conn.closed:
-                    self._rearm(conn)
+                    try:
+                        self._epoll.modify(conn.fileno, _ARMED)
+                    except (OSError, ValueError):
+                        pass
             if interrupted:
                 _interrupt.check()
         return True

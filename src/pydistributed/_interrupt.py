@@ -21,22 +21,27 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = (
     "blocking_wait",
+    "call_interruptibly",
+    "calls_running",
     "check",
     "interrupt_calls",
     "library_wait",
     "pending",
-    "running_call",
     "sleep",
     "wake_thread",
 )
 
+get_ident = threading.get_ident
 _waiting_on: dict[int, threading.Condition] = {}
 # Threads running a remote call right now (ident -> nesting depth).
 _running: dict[int, int] = {}
+#: The same, read-only for other modules: ``ident in calls_running`` is the cheapest test.
+calls_running: Mapping[int, int] = _running
 # Threads inside a wait of the library (ident -> nesting depth), and those told to stop.
 _in_wait: dict[int, int] = {}
 _pending: set[int] = set()
@@ -106,21 +111,21 @@ def wake_thread(ident: int) -> None:
             cond.notify_all()
 
 
-class running_call:
-    """Marks the current thread as running a remote call (an interrupt may hit it)."""
-
-    __slots__ = ("ident",)
-
-    def __enter__(self) -> None:
-        self.ident = threading.get_ident()
-        _running[self.ident] = _running.get(self.ident, 0) + 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        depth = _running.pop(self.ident, 1) - 1
-        if depth > 0:
-            _running[self.ident] = depth
+def call_interruptibly(function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Return ``function(*args, **kwargs)``, marking the thread as running a remote call
+    meanwhile (an interrupt may hit it)."""
+    ident = get_ident()
+    depth = _running.get(ident, 0)
+    _running[ident] = depth + 1
+    try:
+        return function(*args, **kwargs)
+    finally:
+        if depth:
+            _running[ident] = depth
         else:
-            _pending.discard(self.ident)
+            del _running[ident]
+            if _pending:
+                _pending.discard(ident)
 
 
 def interrupt_calls() -> int:

@@ -34,6 +34,7 @@ __all__ = (
     "RefTable",
     "RemoteValue",
     "count_receiver",
+    "next_id",
     "next_rrid",
     "release_claims",
 )
@@ -57,6 +58,8 @@ RRID.__module__ = "pydistributed"
 
 
 _counter = itertools.count(1)
+#: A fresh number, unique in this process (the ``id`` part of an :class:`RRID`).
+next_id = _counter.__next__
 
 
 def next_rrid(whence: int) -> RRID:

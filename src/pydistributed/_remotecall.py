@@ -12,11 +12,11 @@ from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
 from ._failure import capture
 from ._future import Future
 from ._handlers import OK
-from ._refs import RRID, TABLE, RemoteValue, next_rrid
+from ._refs import RRID, TABLE, RemoteValue, next_id, next_rrid
 from ._serialize import dumps
 from ._transport import Connection
 from ._waiter import Waiter
-from .protocol import Kind
+from .protocol import Kind, encode_frame
 
 __all__ = (
     "call_on_owner",
@@ -30,6 +30,9 @@ __all__ = (
 _UNWRAPPED = (TimeoutError, FutureAlreadySet, ChannelClosed)
 # Grace on top of a remote timeout before the caller stops waiting for the answer.
 _GRACE = 5.0
+
+_CALL_FETCH = Kind.CALL_FETCH
+_NO_REF = (0, 0)
 
 PoolDispatch = Callable[..., Any]
 _pool_dispatch: dict[str, PoolDispatch] = {}
@@ -55,25 +58,25 @@ def _request(
     response: RRID | None = None,
 ) -> Any:
     """Send a call that is answered with a RESULT and wait for the answer."""
-    key = next_rrid(PGRP.myid)
-    waiter = Waiter()
-    conn.pending[key] = waiter
+    # A plain tuple: the key only has to equal the reply's response (or notify) reference.
+    key = (PGRP.myid, next_id())
     payload, buffers = dumps(message, conn.peer, call=True)
     if response is None:
-        response, notify = key, (0, 0)
+        request = encode_frame(kind, payload, key, _NO_REF, buffers)
     else:
-        notify = key
-
-    def send() -> None:
-        conn.send(kind, payload, response, notify, buffers)
-
+        request = encode_frame(kind, payload, response, key, buffers)
+    waiter = Waiter()
+    pending = conn.pending
+    pending[key] = waiter
     try:
-        done = PGRP.engine.read_for(conn, waiter, timeout, send)
+        done = PGRP.engine.read_for(conn, waiter, timeout, request)
     finally:
-        conn.pending.pop(key, None)
+        pending.pop(key, None)
     if not done:
         raise TimeoutError(f"no answer from process {conn.peer} within {timeout} s")
-    return waiter.result()
+    if waiter.error is not None:
+        raise waiter.error
+    return waiter.value
 
 
 def _run_here(entry: RemoteValue, f: Callable[..., Any], args: Any, kwargs: Any) -> None:
@@ -113,14 +116,14 @@ def remotecall_fetch(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: A
     Raises :class:`RemoteException` if the call raised there, and
     :class:`ProcessExitedException` if the process dies first.
     """
-    if not _is_pid(pid):
+    if type(pid) is not int and not _is_pid(pid):
         return _on_pool("remotecall_fetch", f, pid, args, kwargs)
     if pid == PGRP.myid:
         try:
             return f(*args, **kwargs)
         except Exception as exc:
             raise RemoteException(pid, exc, traceback.format_exc()) from exc
-    return _request(PGRP.connection(pid), Kind.CALL_FETCH, (f, args, kwargs))
+    return _request(PGRP.connection(pid), _CALL_FETCH, (f, args, kwargs))
 
 
 def remotecall_wait(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> Future:

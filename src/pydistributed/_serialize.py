@@ -13,7 +13,6 @@ their owner about the new holder; :func:`dumps` publishes that as :func:`destina
 
 from __future__ import annotations
 
-import io
 import pickle
 import sys
 import threading
@@ -30,17 +29,20 @@ _context = threading.local()
 
 def destination() -> int:
     """The process id the payload being pickled in this thread is going to (0 if unknown)."""
-    return getattr(_context, "dest", 0)
+    encoder: _Encoder | None = getattr(_context, "encoder", None)
+    return encoder.dest if encoder is not None and encoder.busy else 0
 
 
 def _importable(obj: Any) -> bool:
     module_name = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
-    if module_name in (None, "__main__") or not qualname or "<" in qualname:
+    if module_name is None or module_name == "__main__" or not qualname or "<" in qualname:
         return False
     module = sys.modules.get(module_name)
     if module is None:
         return False
+    if "." not in qualname:
+        return getattr(module, qualname, None) is obj
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
@@ -69,18 +71,37 @@ class _OutOfBandBytes:
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if (type(obj) is types.FunctionType or isinstance(obj, type)) and not _importable(obj):
+        if type(obj) is _FUNCTION:
+            # The usual case first, inline: a function found by name at the top of its module.
+            name = obj.__module__
+            if name != "__main__" and getattr(_modules.get(name), obj.__qualname__, None) is obj:
+                return NotImplemented
+            if not _importable(obj):
+                return _by_value(obj)
+        elif isinstance(obj, type) and not _importable(obj):
             return _by_value(obj)
         return NotImplemented
 
 
+_FUNCTION = types.FunctionType
+_modules = sys.modules
+
+
 class _Encoder:
-    """A pickler kept per thread: building one costs more than pickling a small message."""
+    """A pickler kept per thread: building one costs more than pickling a small message.
+
+    The pickler writes into a list (``write`` is the list's ``append``): a small message
+    arrives as one ``bytes`` object, used as the payload without a copy.
+    """
+
+    __slots__ = ("buffers", "busy", "chunks", "dest", "pickler", "write")
 
     def __init__(self) -> None:
-        self.out = io.BytesIO()
+        self.dest = 0
+        self.chunks: list[bytes] = []
+        self.write = self.chunks.append
         self.buffers: list[memoryview] = []
-        self.pickler = _Pickler(self.out, protocol=5, buffer_callback=self._keep)
+        self.pickler = _Pickler(self, protocol=5, buffer_callback=self._keep)
         self.busy = False
 
     def _keep(self, buf: pickle.PickleBuffer) -> bool:
@@ -89,18 +110,6 @@ class _Encoder:
             return True
         self.buffers.append(view)
         return False
-
-    def encode(self, obj: Any) -> tuple[bytes, list[memoryview]]:
-        self.busy = True
-        try:
-            self.pickler.dump(obj)
-            return self.out.getvalue(), self.buffers
-        finally:
-            self.buffers = []
-            self.out.seek(0)
-            self.out.truncate()
-            self.pickler.clear_memo()
-            self.busy = False
 
 
 def _oob(value: Any) -> Any:
@@ -132,19 +141,43 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
     Large ``bytes`` at the top of ``obj`` (its arguments, with ``call`` for a
     ``(f, args, kwargs)`` message) go out of band.
     """
-    encoder: _Encoder | None = getattr(_context, "encoder", None)
-    if encoder is None or encoder.busy:
-        encoder = _Encoder()
-        if not hasattr(_context, "encoder"):
-            _context.encoder = encoder
-    previous = getattr(_context, "dest", 0)
-    _context.dest = dest
+    if call:
+        args, kwargs = obj[1], obj[2]
+        if bytes in map(type, args) or (kwargs and bytes in map(type, kwargs.values())):
+            obj = _wrap_call(obj)
+    elif type(obj) is bytes or type(obj) is tuple:
+        obj = _wrap_value(obj)
     try:
-        return encoder.encode(_wrap_call(obj) if call else _wrap_value(obj))
+        encoder: _Encoder = _context.encoder
+    except AttributeError:
+        encoder = _context.encoder = _Encoder()
+    if encoder.busy:
+        # Pickling inside pickling (a reducer that calls dumps): a fresh encoder, made the
+        # thread's current one meanwhile so that destination() sees its ``dest``.
+        _context.encoder = _Encoder()
+        try:
+            return dumps(obj, dest)
+        finally:
+            _context.encoder = encoder
+    encoder.dest = dest
+    encoder.busy = True
+    chunks = encoder.chunks
+    try:
+        encoder.pickler.dump(obj)
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        buffers = encoder.buffers
     finally:
-        _context.dest = previous
+        chunks.clear()
+        encoder.buffers = []
+        encoder.pickler.clear_memo()
+        encoder.busy = False
+    return payload, buffers
 
 
 def loads(payload: Any, buffers: Sequence[Any] | None = None) -> Any:
     """Inverse of :func:`dumps`."""
     return pickle.loads(payload, buffers=buffers or ())
+
+
+# Imported by modules that unpickle on the hot path, to spare a call.
+raw_loads = pickle.loads

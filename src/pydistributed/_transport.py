@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ._exceptions import AuthenticationError, ProcessExitedException
 from ._waiter import Waiter
@@ -117,7 +117,7 @@ class Connection:
         payload: bytes | bytearray | memoryview,
         response: tuple[int, int] = (0, 0),
         notify: tuple[int, int] = (0, 0),
-        buffers: Sequence[memoryview] = (),
+        buffers: list[memoryview] | tuple[memoryview, ...] = (),
         *,
         defer: bool = False,
     ) -> bool:
@@ -127,12 +127,18 @@ class Connection:
         one system call) until :meth:`flush`. Returns True when it did and the outbox was
         empty before: the caller must then see to it that the connection is flushed soon.
         """
-        chunks = encode_frame(kind, payload, response, notify, tuple(buffers))
+        chunks = encode_frame(kind, payload, response, notify, buffers)
         with self.send_lock:
             if self.closed:
                 raise ProcessExitedException(self.peer)
             if not self._outbox and not (defer and len(chunks) == 1):
-                self._write(chunks)
+                if len(chunks) == 1:
+                    try:
+                        self.sock.sendall(chunks[0])
+                    except OSError as exc:
+                        self._send_failed(exc)
+                else:
+                    self._write(chunks)
                 return False
             self._outbox += chunks
             self._outbox_frames += 1
@@ -140,6 +146,23 @@ class Connection:
                 return self._outbox_frames == 1
             self._flush_locked()
             return False
+
+    def write_frame(self, chunks: list[bytes | bytearray | memoryview]) -> None:
+        """Send a frame encoded with ``encode_frame`` now, after the frames in the outbox."""
+        with self.send_lock:
+            if self.closed:
+                raise ProcessExitedException(self.peer)
+            if self._outbox:
+                self._outbox += chunks
+                self._outbox_frames += 1
+                self._flush_locked()
+            elif len(chunks) == 1:
+                try:
+                    self.sock.sendall(chunks[0])
+                except OSError as exc:
+                    self._send_failed(exc)
+            else:
+                self._write(chunks)
 
     def flush(self) -> None:
         """Send the frames waiting in the outbox."""
@@ -158,9 +181,12 @@ class Connection:
             else:
                 self._send_chunks(chunks)
         except OSError as exc:
-            log.debug("send to %s failed: %s", self.peer, exc)
-            self.close()
-            raise ProcessExitedException(self.peer) from exc
+            self._send_failed(exc)
+
+    def _send_failed(self, exc: OSError) -> NoReturn:
+        log.debug("send to %s failed: %s", self.peer, exc)
+        self.close()
+        raise ProcessExitedException(self.peer) from exc
 
     def _send_chunks(self, chunks: Sequence[Any]) -> None:
         views = [memoryview(c).cast("B") for c in chunks]
@@ -180,23 +206,32 @@ class Connection:
         """Receive what is available (blocking up to ``timeout``); return False on EOF.
 
         Decoded frames are left in the decoder (see :meth:`next_frame`). Raises
-        :class:`ProtocolError` on a malformed stream and ``TimeoutError`` when nothing came.
+        :class:`ProtocolError` on a malformed stream and ``TimeoutError`` when nothing came
+        (at once when ``timeout`` is 0).
         """
-        if timeout is not None and not select.select([self.sock], [], [], max(timeout, 0))[0]:
-            raise TimeoutError
-        view = self.decoder.body_view()
+        flags = 0
+        if timeout is not None:
+            if timeout <= 0:
+                flags = socket.MSG_DONTWAIT
+            elif not select.select([self.sock], [], [], timeout)[0]:
+                raise TimeoutError
+        decoder = self.decoder
         try:
-            if view is not None and len(view) >= _DIRECT:
-                n = self.sock.recv_into(view)
-                if n:
-                    self.decoder.advance(n)
-                return n > 0
-            n = self.sock.recv_into(self._scratch)
+            if decoder.in_body:
+                view = decoder.body_view()
+                if view is not None and len(view) >= _DIRECT:
+                    n = self.sock.recv_into(view, 0, flags)
+                    if n:
+                        decoder.advance(n)
+                    return n > 0
+            n = self.sock.recv_into(self._scratch, 0, flags)
+        except BlockingIOError:
+            raise TimeoutError from None
         except (ConnectionError, OSError) as exc:
             log.debug("receive from %s failed: %s", self.peer, exc)
             return False
         if n:
-            self.decoder.receive_data(self._scratch_view[:n])
+            decoder.receive_data(self._scratch_view[:n])
         return n > 0
 
     def next_frame(self) -> Frame | None:

@@ -7,43 +7,43 @@ from typing import Any
 
 __all__ = ("Waiter",)
 
-_EMPTY = object()
-
 
 class Waiter:
     """Filled once with a value or an exception; ``wait`` blocks until then.
 
-    Cheaper than ``threading.Event``: one lock, held while empty.
+    Cheaper than ``threading.Event``: most replies are read by the thread that waits for
+    them, so the lock is made only by a thread that has to block.
     """
 
-    __slots__ = ("_lock", "error", "value")
+    __slots__ = ("_lock", "done", "error", "value")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self.value: Any = _EMPTY
+        self._lock: threading.Lock | None = None
+        self.done = False
+        self.value: Any = None
         self.error: BaseException | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether the slot was filled."""
-        return self.value is not _EMPTY or self.error is not None
 
     def set(self, value: Any) -> None:
         """Fill the slot with a value (the first fill wins)."""
         if not self.done:
             self.value = value
-            self._release()
+            self.done = True
+            # ``done`` is set before the lock is looked at, and a waiter publishes its lock
+            # before it looks at ``done``: one of the two always sees the other.
+            if self._lock is not None:
+                self._release()
 
     def fail(self, error: BaseException) -> None:
         """Fill the slot with an exception (the first fill wins)."""
         if not self.done:
             self.error = error
-            self._release()
+            self.done = True
+            if self._lock is not None:
+                self._release()
 
     def _release(self) -> None:
         try:
-            self._lock.release()
+            self._lock.release()  # type: ignore[union-attr]
         except RuntimeError:
             pass
 
@@ -51,8 +51,15 @@ class Waiter:
         """Block until filled or ``timeout`` seconds passed; return whether it was filled."""
         if self.done:
             return True
-        if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-            self._lock.release()
+        lock = self._lock
+        if lock is None:
+            lock = threading.Lock()
+            lock.acquire()
+            self._lock = lock
+            if self.done:
+                return True
+        if lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            lock.release()
         return self.done
 
     def result(self) -> Any:

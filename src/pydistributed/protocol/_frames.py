@@ -25,7 +25,8 @@ import enum
 import mmap
 import struct
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .._exceptions import ProtocolError
 
@@ -97,7 +98,7 @@ class Frame:
     payload: bytes | bytearray | memoryview | mmap.mmap
     response: tuple[int, int] = _NO_REF
     notify: tuple[int, int] = _NO_REF
-    buffers: list[bytearray | mmap.mmap] = field(default_factory=list)
+    buffers: Sequence[bytearray | mmap.mmap] = ()
 
 
 def encode_frame(
@@ -127,6 +128,12 @@ class _State(enum.Enum):
     BODY = 2
 
 
+# Module constants: looking a member up on its enum class costs more than a small frame.
+_IN_HEADER, _IN_BODY = _State.HEADER, _State.BODY
+_HEADER_SIZE = HEADER.size
+_unpack_header = HEADER.unpack_from
+
+
 class FrameDecoder:
     """Turns a byte stream into :class:`Frame` objects.
 
@@ -140,7 +147,10 @@ class FrameDecoder:
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
-        self._frames: deque[Frame] = deque()
+        #: Complete frames, oldest first (what :meth:`next_frame` pops).
+        self.frames: deque[Frame] = deque()
+        #: Whether a body part is being received (:meth:`body_view` is not None).
+        self.in_body = False
         self._state = _State.HEADER
         self._scratch = bytearray()
         self._need = HEADER.size
@@ -152,11 +162,11 @@ class FrameDecoder:
 
     def next_frame(self) -> Frame | None:
         """Pop the next complete frame, or ``None``."""
-        return self._frames.popleft() if self._frames else None
+        return self.frames.popleft() if self.frames else None
 
     def body_view(self) -> memoryview | None:
         """The unfilled rest of the body part being received, or ``None`` outside a body."""
-        if self._state is not _State.BODY:
+        if not self.in_body:
             return None
         return memoryview(self._part)[self._filled :]
 
@@ -171,18 +181,26 @@ class FrameDecoder:
         view = memoryview(data).cast("B")
         pos, end = 0, len(view)
         while pos < end:
-            if self._state is _State.HEADER and not self._scratch and end - pos >= HEADER.size:
+            if self._state is _IN_HEADER and not self._scratch and end - pos >= _HEADER_SIZE:
                 # Fast path: a whole small frame without buffers sits in ``data``.
-                header = HEADER.unpack_from(view, pos)
+                header = _unpack_header(view, pos)
                 size = header[3]
-                if header[2] == 0 and end - pos - HEADER.size >= size:
-                    kind = self._check_header(header)
-                    start = pos + HEADER.size
+                start = pos + _HEADER_SIZE
+                if header[2] == 0 and end - start >= size:
+                    kind = _KINDS.get(header[0])
+                    if kind is None or size > self.max_frame:
+                        self._check_header(header)
                     pos = start + size
-                    response, notify = (header[4], header[5]), (header[6], header[7])
-                    self._frames.append(Frame(kind, bytes(view[start:pos]), response, notify))
+                    self.frames.append(
+                        Frame(
+                            kind,  # type: ignore[arg-type]
+                            bytes(view[start:pos]),
+                            (header[4], header[5]),
+                            (header[6], header[7]),
+                        )
+                    )
                     continue
-            if self._state is _State.BODY:
+            if self._state is _IN_BODY:
                 take = min(end - pos, len(self._part) - self._filled)
                 self._part[self._filled : self._filled + take] = view[pos : pos + take]
                 pos += take
@@ -226,6 +244,7 @@ class FrameDecoder:
     def _start_part(self) -> None:
         size = self._sizes[len(self._parts)]
         self._state, self._part, self._filled = _State.BODY, allocate(size), 0
+        self.in_body = True
         if size == 0:
             self._finish_part()
 
@@ -237,6 +256,7 @@ class FrameDecoder:
         header = self._header
         payload, *buffers = self._parts
         response, notify = (header[4], header[5]), (header[6], header[7])
-        self._frames.append(Frame(_KINDS[header[0]], payload, response, notify, buffers))
+        self.frames.append(Frame(_KINDS[header[0]], payload, response, notify, buffers))
         self._state, self._need = _State.HEADER, HEADER.size
+        self.in_body = False
         self._part, self._parts = bytearray(), []
