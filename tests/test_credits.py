@@ -210,14 +210,26 @@ def test_a_future_put_one_way_keeps_its_value_alive(cluster: list[int]) -> None:
     assert got.fetch() == "kept"
 
 
-def test_unbuffered_and_single_slot_channels_take_no_credits(cluster: list[int]) -> None:
-    for factory in (None, buffered(1), lambda: Channel(0)):
-        rc = RemoteChannel(cluster[0]) if factory is None else RemoteChannel(factory, cluster[0])
-        if factory is not None and factory().size == 0:
-            taker = dist.remotecall(take_n, cluster[1], rc, 1)
-            rc.put("x")
-            assert taker.fetch() == ["x"]
-        else:
-            rc.put("x")
-            assert rc.take() == "x"
+def test_a_single_slot_channel_gets_credits_with_a_take(cluster: list[int]) -> None:
+    rc = RemoteChannel(cluster[0])  # Channel(1)
+    rc.put("a")
+    assert credits_here(rc) == 0  # full: no room to give
+    assert rc.take() == "a"
+    assert credits_here(rc) == 1  # the room this take made, for this process's next put
+    rc.put("b")  # one-way
+    assert credits_here(rc) == 0
+    assert rc.take() == "b"
+    assert credits_here(rc) == 1
+    # Another process's put is not kept waiting by the room held here: it is revoked.
+    dist.remotecall(put_all, cluster[1], rc, ["c"]).fetch(timeout=PROMPT)
+    assert credits_here(rc) == 0
+    assert rc.take() == "c"
+
+
+def test_an_unbuffered_channel_takes_no_credits(cluster: list[int]) -> None:
+    rc = RemoteChannel(lambda: Channel(0), cluster[0])
+    for v in ("x", "y"):
+        taker = dist.remotecall(take_n, cluster[1], rc, 1)
+        rc.put(v)
+        assert taker.fetch() == [v]
         assert credits_here(rc) == 0

@@ -30,6 +30,7 @@ import threading
 import weakref
 from typing import Any
 
+from . import _transport
 from ._channel import Channel
 from ._cluster import PGRP
 from ._exceptions import DistributedError, ProcessExitedException
@@ -39,7 +40,18 @@ from ._serialize import dumps, loads
 
 log = logging.getLogger("pydistributed")
 
-__all__ = ("Fence", "Sender", "Window", "fence", "flush", "put", "settle", "window_for")
+__all__ = (
+    "Fence",
+    "Sender",
+    "Window",
+    "existing_sender",
+    "fence",
+    "flush",
+    "put",
+    "settle",
+    "take",
+    "window_for",
+)
 
 # A grant is at most this many credits, and at most a quarter of the channel's size, so that
 # several producers share the room.
@@ -123,13 +135,14 @@ def put(sender: Sender, value: Any, timeout: float | None) -> None:
             sender.credits -= 1
             seq = _next_seq.get(owner, 0)
             _next_seq[owner] = seq + 1
-            top_up = sender.credits <= sender.low and not sender.topping_up
+            top_up = sender.credits < sender.low and not sender.topping_up
             if top_up:
                 sender.topping_up = True
             if plain:
                 box = _outbox.get(owner)
                 if box is None:
                     box = _outbox[owner] = []
+                    _transport.before_send = _send_everything
                 box.append((seq, sender.key, value, None))
                 queued = len(box)
     if seq < 0:
@@ -199,6 +212,7 @@ def _enqueue(owner: int, item: _Item) -> None:
         box = _outbox.get(owner)
         if box is None:
             box = _outbox[owner] = []
+            _transport.before_send = _send_everything
         box.append(item)
         queued = len(box)
     _sent(owner, queued, bool(item[3]))
@@ -222,6 +236,22 @@ def flush(owner: int) -> None:
             box = _outbox.pop(owner, None)
         if box:
             remote_do(deliver, owner, PGRP.myid, box)
+
+
+def _send_everything() -> None:
+    """Write every one-way put still waiting, now (before another message leaves)."""
+    from ._remotecall import remote_do
+
+    with _lock:
+        boxes = list(_outbox.items())
+        _outbox.clear()
+        _transport.before_send = None
+    for owner, box in boxes:
+        try:
+            remote_do(deliver, owner, PGRP.myid, box)
+            PGRP.connection(owner).flush()
+        except DistributedError:
+            pass  # the owner is gone, and its channels with it
 
 
 class _Pending:
@@ -416,8 +446,12 @@ _windows_lock = threading.Lock()
 
 def window_for(rrid: RRID, store: Any) -> Window | None:
     """The owner's :class:`Window` of channel ``store``, or None if ``store`` does not take
-    write-behind puts (it is not a buffered :class:`Channel`)."""
-    if type(store) is not Channel or store.size <= 1:
+    write-behind puts (it is not a buffered :class:`Channel`).
+
+    A ``Channel(1)`` is full after a put: its credits come with a ``take`` by a process that
+    also puts (room for the next put of a process that alternates the two).
+    """
+    if type(store) is not Channel or not store.size:
         return None
     window: Window | None = store._window
     if window is None:
@@ -485,6 +519,49 @@ def _put_and_grant(
         store.put(value, timeout=timeout)
     window = window_for(rrid, store)
     return (0, 0) if window is None else window.grant(pid, MAX_GRANT)
+
+
+def take(sender: Sender, timeout: float | None) -> Any:
+    """Take from the channel of ``sender`` (a process that put into it): the answer may
+    bring credits for the room the take made."""
+    from ._remotecall import call_on_owner
+
+    owner = sender.owner
+    with _lock:
+        sender.syncs += 1
+    try:
+        value, credits, epoch = call_on_owner(
+            _take_and_grant, owner, sender.key, timeout, PGRP.myid, fence(owner), timeout=timeout
+        )
+    finally:
+        with _lock:
+            sender.syncs -= 1
+    if credits:
+        with _lock:
+            sender.add(credits, epoch)
+    return value
+
+
+def _take_and_grant(
+    key: tuple[int, int], timeout: float | None, pid: int, fence: Fence
+) -> tuple[Any, int, int]:
+    """Run on the owner: after ``pid``'s one-way puts up to ``fence``, take a value; grant
+    ``pid`` credits if it holds credits for this channel before."""
+    from ._references import channel_from_id
+
+    rrid = RRID(*key)
+    store = channel_from_id(rrid)
+    settle(fence)
+    value = store.take() if timeout is None else store.take(timeout=timeout)
+    window = window_for(rrid, store)
+    if window is None or pid not in window.holders:
+        return value, 0, 0
+    return (value, *window.grant(pid, MAX_GRANT))
+
+
+def existing_sender(owner: int, rrid: RRID) -> Sender | None:
+    """This process's :class:`Sender` for channel ``rrid`` if it has one."""
+    return _senders.get((owner, (rrid[0], rrid[1])))
 
 
 def _process_left(pid: int) -> None:

@@ -127,8 +127,13 @@ class RemoteChannel:
             TimeoutError: ``timeout`` seconds passed first.
             ProcessExitedException: the owner is gone.
         """
+        where = self.where
+        if where != PGRP.myid:
+            sender = self._sender or _credits.existing_sender(where, self.rrid)
+            if sender is not None:
+                return _credits.take(sender, timeout)
         return call_on_owner(
-            _take, self.where, self.rrid, timeout, _credits.fence(self.where), timeout=timeout
+            _take, where, self.rrid, timeout, _credits.fence(where), timeout=timeout
         )
 
     def fetch(self, *, timeout: float | None = None) -> Any:

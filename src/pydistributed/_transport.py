@@ -12,7 +12,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ._exceptions import AuthenticationError, ProcessExitedException
@@ -30,6 +30,11 @@ _DIRECT = 1 << 16
 _IOV_MAX = 512
 # Deferred frames are sent once this many wait in an outbox.
 _BATCH_FRAMES = 128
+
+# When set, called before any frame is sent: the write-behind puts still waiting in this
+# process go first, so no message that shows a put returned arrives before the put
+# (see _credits.py).
+before_send: Callable[[], None] | None = None
 
 
 def _tune(sock: socket.socket) -> None:
@@ -127,6 +132,8 @@ class Connection:
         one system call) until :meth:`flush`. Returns True when it did and the outbox was
         empty before: the caller must then see to it that the connection is flushed soon.
         """
+        if before_send is not None:
+            before_send()
         chunks = encode_frame(kind, payload, response, notify, buffers)
         with self.send_lock:
             if self.closed:
@@ -149,6 +156,8 @@ class Connection:
 
     def write_frame(self, chunks: list[bytes | bytearray | memoryview]) -> None:
         """Send a frame encoded with ``encode_frame`` now, after the frames in the outbox."""
+        if before_send is not None:
+            before_send()
         with self.send_lock:
             if self.closed:
                 raise ProcessExitedException(self.peer)
