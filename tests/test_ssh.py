@@ -17,7 +17,7 @@ import pytest
 
 import pydistributed as dist
 from pydistributed._cluster import PGRP
-from pydistributed.managers._ssh import Machine, parse_machine, remote_command
+from pydistributed.managers._sshspec import Machine, parse_machine, remote_command
 from sshd import SSHD, Netns, Sshd, keygen
 
 pytestmark = pytest.mark.timeout(60)
