@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -277,6 +278,23 @@ def test_worker_that_never_connects(monkeypatch: pytest.MonkeyPatch) -> None:
     # The cluster still works afterwards.
     [pid] = dist.addprocs(1)
     dist.rmprocs(pid, waitfor=20)
+
+
+class FailingManager(dist.ClusterManager):
+    """A manager whose launch fails with a message of several lines."""
+
+    def launch(self, params: Any, launched: Any, launch_ntfy: Any) -> None:
+        raise dist.LaunchError("host unreachable\nssh: connect refused")
+
+    def manage(self, pid: int, config: Any, op: Any) -> None:
+        pass
+
+
+def test_a_failing_launch_keeps_the_managers_message() -> None:
+    with pytest.raises(dist.LaunchError) as caught:
+        dist.addprocs(FailingManager())
+    assert "launch failed: host unreachable\nssh: connect refused" in str(caught.value)
+    assert dist.workers() == [1]
 
 
 def test_good_and_bad_workers_in_one_addprocs(tmp_path: Path) -> None:

@@ -365,7 +365,9 @@ class ProcessGroup:
             for thread in threads:
                 thread.join()
             if done[0] is not None:
-                errors.insert(0, f"launch failed: {done[0]!r}")
+                error = done[0]
+                text = str(error) if isinstance(error, LaunchError) else repr(error)
+                errors.insert(0, f"launch failed: {text}")
             if errors:
                 self.rmprocs(list(created), waitfor=5.0, quiet=True)
                 raise LaunchError("addprocs failed:\n" + "\n".join(errors))
