@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +159,21 @@ def test_constructor_errors(cluster: list[int]) -> None:
     assert isinstance(info.value.exception, ZeroDivisionError)
     with pytest.raises(ValueError):
         RemoteChannel(pid=10**6)
+
+
+def test_a_failed_constructor_leaves_nothing_to_release(
+    cluster: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for make in (
+        lambda: RemoteChannel(pid=10**6),
+        lambda: RemoteChannel(lambda: 1 / 0, cluster[0]),
+    ):
+        with pytest.raises((ValueError, dist.RemoteException)):
+            make()
+        gc.collect()
+    assert unraisable == []
 
 
 def test_timeouts_are_raised_unwrapped(cluster: list[int]) -> None:

@@ -171,7 +171,11 @@ class RemoteChannel:
     # -- reference counting ---------------------------------------------------------------
 
     def __del__(self) -> None:
-        release_claims(self.where, self.rrid, self._claims)
+        try:
+            where = self.where
+        except AttributeError:  # the constructor raised before the reference existed
+            return
+        release_claims(where, self.rrid, self._claims)
 
     def __reduce__(self) -> tuple[Any, ...]:
         counted = count_receiver(self.where, self.rrid)
