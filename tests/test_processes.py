@@ -397,3 +397,29 @@ def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
         master.wait()
         assert master.stdout is not None
         master.stdout.close()
+
+
+class RecordingManager(dist.LocalManager):
+    """LocalManager that records the ``manage`` events it gets."""
+
+    def __init__(self, np: int) -> None:
+        super().__init__(np)
+        self.ops: list[tuple[int, str]] = []
+
+    def manage(self, pid: int, config: dist.WorkerConfig, op: Any) -> None:
+        self.ops.append((pid, op))
+        super().manage(pid, config, op)
+
+
+def test_manage_gets_every_event_of_a_workers_life() -> None:
+    manager = RecordingManager(1)
+    [pid] = dist.addprocs(manager)
+    dist.interrupt(pid)
+    dist.rmprocs(pid, waitfor=20)
+    eventually(lambda: len(manager.ops) == 4)
+    assert manager.ops == [
+        (pid, "register"),
+        (pid, "interrupt"),
+        (pid, "deregister"),
+        (pid, "finalize"),
+    ]

@@ -487,8 +487,8 @@ class ProcessGroup:
         if not self.is_worker:
             if worker.manager is not None and worker.config is not None:
                 threading.Thread(
-                    target=_manage_quietly,
-                    args=(worker.manager, pid, worker.config, "deregister"),
+                    target=_deregister_and_finalize,
+                    args=(worker.manager, pid, worker.config),
                     daemon=True,
                 ).start()
             from ._remotecall import remote_do
@@ -584,6 +584,12 @@ def _manage_quietly(manager: ClusterManager, pid: int, config: WorkerConfig, op:
         manager.manage(pid, config, op)
     except Exception:
         log.exception("pydistributed: manage(%s, %s) failed", pid, op)
+
+
+def _deregister_and_finalize(manager: ClusterManager, pid: int, config: WorkerConfig) -> None:
+    # Julia sends "finalize" when the master's Worker object is collected, after "deregister".
+    _manage_quietly(manager, pid, config, "deregister")
+    _manage_quietly(manager, pid, config, "finalize")
 
 
 def _exit_process() -> None:
