@@ -90,7 +90,9 @@ def test_public_names_have_docstrings() -> None:
 
 
 def test_public_classes_have_the_public_module() -> None:
-    for name in ("Future", "RemoteException", "ProcessExitedException", "ClusterManager", "RRID"):
+    classes = [name for name in dist.__all__ if inspect.isclass(getattr(dist, name))]
+    assert {"Future", "RemoteException", "ClusterManager", "RRID", "WorkerConfig"} <= set(classes)
+    for name in classes:
         assert getattr(dist, name).__module__ == "pydistributed", name
 
 

@@ -63,6 +63,10 @@ class WorkerConfig:
     enable_threaded_blas: bool | None = None
 
 
+# Set after the dataclass is made: it resolves the field annotations in __module__.
+WorkerConfig.__module__ = "pydistributed"
+
+
 class ClusterManager:
     """Base class of cluster managers.
 
