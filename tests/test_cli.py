@@ -101,3 +101,15 @@ def test_process_messages_needs_a_socket() -> None:
 
     with pytest.raises(TypeError):
         dist.process_messages(io.BytesIO(), io.BytesIO())
+
+
+def test_machine_file_lines_are_read_as_julia_reads_them(tmp_path: Path) -> None:
+    from pydistributed.__main__ import load_machine_file
+
+    path = tmp_path / "machines"
+    path.write_text("# comment\nnode1\n\n2*alice@node2:2222 10.0.0.5\nauto * node3\n")
+    assert load_machine_file(str(path)) == [
+        "node1",
+        ("alice@node2:2222 10.0.0.5", 2),
+        ("node3", "auto"),
+    ]

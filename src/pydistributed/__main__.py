@@ -6,7 +6,29 @@ import argparse
 import runpy
 import sys
 
-__all__ = ("main",)
+__all__ = ("load_machine_file", "main")
+
+
+def load_machine_file(path: str) -> list[str | tuple[str, int | str]]:
+    """The machines of a ``--machine-file``, as Julia reads one.
+
+    Each non-empty line is ``[count*][user@]host[:port] [bind_addr[:port]]``: with a count
+    (an int, or ``auto`` for one worker per core) the entry is ``(spec, count)``, else the
+    spec alone. Lines starting with ``#`` are skipped.
+    """
+    machines: list[str | tuple[str, int | str]] = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [part.strip() for part in line.split("*") if part.strip()]
+            if len(parts) > 1:
+                count = parts[0]
+                machines.append((parts[1], int(count) if count.isdigit() else count))
+            else:
+                machines.append(parts[0])
+    return machines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.procs:
         dist.addprocs(options.procs)
     if options.machine_file:
-        with open(options.machine_file) as f:
-            machines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
-        dist.addprocs(machines)
+        dist.addprocs(load_machine_file(options.machine_file))
     try:
         if options.script:
             sys.argv = [options.script, *options.args]
