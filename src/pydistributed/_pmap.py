@@ -19,19 +19,23 @@ import heapq
 import itertools
 import threading
 import time
+import types
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from functools import partial
 from typing import Any
 
 from ._cluster import PGRP
-from ._exceptions import RemoteException
+from ._exceptions import DistributedError, ProcessExitedException, RemoteException
 from ._failure import Failure, capture
 from ._helpers import Group
 from ._interrupt import blocking_wait
 from ._processes import workers
-from ._workerpool import AbstractWorkerPool, CachingPool
+from ._remotecall import remotecall_fetch
+from ._serialize import _importable
+from ._workerpool import AbstractWorkerPool, CachingPool, _alive
 
 __all__ = ("pmap",)
 
@@ -286,6 +290,56 @@ class _Map:
         return None
 
 
+def _by_reference(f: Any) -> bool:
+    """Whether ``f`` is pickled as a reference (its name), not by value."""
+    if type(f) is types.BuiltinFunctionType:
+        return True
+    return type(f) is types.FunctionType and _importable(f)
+
+
+class _Direct:
+    """pmap's own workers when ``f`` (and ``on_error``) travel as names, for a few bytes:
+    each call carries its runner, so nothing is cached on the workers and no pool has to
+    be made, counted and cleared for the map. Like a pool's, a worker runs one call of
+    the map at a time; a worker that died is no longer handed out, and with none left a
+    call raises :class:`DistributedError`, as an empty pool does.
+    """
+
+    def __init__(self, pids: Iterable[int], runner: Any) -> None:
+        self.runner = runner
+        self.cond = threading.Condition(threading.Lock())
+        self.free = deque(sorted(pids))
+        self.members = set(self.free)
+
+    def take(self) -> int:
+        with self.cond:
+            while True:
+                while self.free:
+                    pid = self.free.popleft()
+                    if _alive(pid):
+                        return pid
+                    self.members.discard(pid)
+                if not self.members:
+                    raise DistributedError("no active worker available in pool")
+                blocking_wait(self.cond)
+
+    def call(self, payload: Any) -> Any:
+        pid = self.take()
+        lost = False
+        try:
+            return remotecall_fetch(self.runner, pid, payload)
+        except ProcessExitedException:
+            lost = True
+            raise
+        finally:
+            with self.cond:
+                if lost:
+                    self.members.discard(pid)
+                else:
+                    self.free.append(pid)
+                self.cond.notify()
+
+
 # The runners made for each CachingPool given to pmap, so that another pmap of the same
 # function reuses the copy cached on the workers instead of caching one more.
 _runners: weakref.WeakKeyDictionary[CachingPool, dict[tuple[Any, ...], _Each | _Batch]] = (
@@ -385,11 +439,21 @@ def pmap(
     items: list[Any] = list(zip(*iterables, strict=False)) if star else list(iterables[0])
     delays = _delays(retry_delays)
     own_pool = pool is None
-    the_pool: AbstractWorkerPool = CachingPool(workers()) if pool is None else pool
+    # Without a pool, f is cached on the workers by a CachingPool made for this map, unless
+    # it goes by name anyway (see _Direct).
+    direct = (
+        own_pool
+        and distributed
+        and _by_reference(f)
+        and (on_error is None or _by_reference(on_error))
+    )
+    the_pool: AbstractWorkerPool | None = None
+    if not direct:
+        the_pool = CachingPool(workers()) if pool is None else pool
     try:
         if not items:
             return []
-        members = the_pool.workers()
+        members = set(workers()) if the_pool is None else the_pool.workers()
         nworkers = max(1, len(members))
         if not members or members == {PGRP.myid}:
             distributed = False
@@ -407,7 +471,10 @@ def pmap(
             tasks = iter([range(i, min(i + size, len(items))) for i in range(0, len(items), size)])
         if distributed and not own_pool and isinstance(the_pool, CachingPool):
             runner = _reuse(the_pool, runner)
-        if distributed:
+        if distributed and the_pool is None:
+            call = _Direct(members, runner).call
+        elif distributed:
+            assert the_pool is not None
             pool_call = the_pool._call
             no_kwargs: dict[str, Any] = {}
 
@@ -426,7 +493,7 @@ def pmap(
             raise run.error
         return run.results
     finally:
-        if own_pool:
+        if own_pool and the_pool is not None:
             assert isinstance(the_pool, CachingPool)
             the_pool.clear()
 
