@@ -207,6 +207,16 @@ def test_rmprocs_ignores_unknown_pids(workers2: list[int]) -> None:
     assert dist.workers() == [b]
 
 
+def test_rmprocs_and_interrupt_refuse_ids_that_are_not_ints(workers2: list[int]) -> None:
+    a, _ = workers2
+    for bad in (str(a), [str(a)], [a, "x"], True):
+        with pytest.raises(TypeError):
+            dist.rmprocs(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            dist.interrupt(bad)  # type: ignore[arg-type]
+    assert dist.workers() == workers2
+
+
 def test_rmprocs_forms(workers4: list[int]) -> None:
     a, b, c, d = workers4
     ospids = [ospid_of(p) for p in workers4]

@@ -130,13 +130,19 @@ def rmprocs(*pids: int | Iterable[int], waitfor: float = math.inf) -> None:
     Returns once they are gone, or raises ``TimeoutError`` naming those still alive after
     ``waitfor`` seconds; ``waitfor=0`` returns at once. Unknown ids are ignored.
     """
+    PGRP.rmprocs(_flatten("rmprocs", pids), waitfor)
+
+
+def _flatten(name: str, pids: tuple[int | Iterable[int], ...]) -> list[int]:
+    """Process ids given one by one or as one list; raise ``TypeError`` for anything else."""
     flat: list[int] = []
     for item in pids:
-        if isinstance(item, int):
-            flat.append(item)
-        else:
-            flat.extend(item)
-    PGRP.rmprocs(flat, waitfor)
+        items = [item] if isinstance(item, int | str | bytes) else item
+        for pid in items:
+            if isinstance(pid, bool) or not isinstance(pid, int):
+                raise TypeError(f"{name}: process ids must be ints, not {pid!r}")
+            flat.append(pid)
+    return flat
 
 
 @overload
@@ -174,9 +180,7 @@ def interrupt(*pids: int | Iterable[int]) -> None:
     """
     from ._remotecall import remote_do
 
-    flat: list[int] = []
-    for item in pids:
-        flat.extend([item] if isinstance(item, int) else item)
+    flat = _flatten("interrupt", pids)
     for pid in flat or [p for p in PGRP.procs() if p != PGRP.myid and p != 1]:
         worker = PGRP.workers.get(pid)
         if worker is None:
