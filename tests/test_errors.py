@@ -118,10 +118,32 @@ def test_exception_class_defined_only_on_the_worker(cluster: list[int]) -> None:
         dist.remotecall_fetch(worker_only_failure(), cluster[1])
     exc = info.value
     assert exc.pid == cluster[1]
-    assert "OnlyOnTheWorker" in str(exc.exception)
+    # The class travels back by value: the caller gets a real instance of it.
+    assert type(exc.exception).__name__ == "OnlyOnTheWorker"
+    assert "OnlyOnTheWorker" in str(exc)
     assert "made on the worker" in str(exc.exception)
     assert exc.__cause__ is exc.exception
     assert str(exc).startswith(f"On worker {cluster[1]}:")
+
+
+def test_exception_class_shipped_by_value_comes_back_as_itself(cluster: list[int]) -> None:
+    # A class the worker cannot import by name (like one defined in __main__) travels with
+    # the function by value; the exception raised with it arrives as an instance of it.
+    class Shipped(Exception):
+        pass
+
+    def fail() -> None:
+        raise Shipped("by value")
+
+    with pytest.raises(dist.RemoteException) as info:
+        dist.remotecall_fetch(fail, cluster[0])
+    assert type(info.value.exception) is Shipped
+    assert str(info.value.exception) == "by value"
+    # And from a worker's call back to this process, where the class was made.
+    with pytest.raises(dist.RemoteException) as info:
+        dist.remotecall_fetch(dist.remotecall_fetch, cluster[0], fail, 1)
+    assert info.value.pid == 1
+    assert type(info.value.exception) is Shipped
 
 
 def test_remote_exception_pickles() -> None:

@@ -11,6 +11,8 @@ import pickle
 import traceback as tb
 from typing import Any
 
+import cloudpickle
+
 from ._exceptions import RemoteException, RemoteExceptionStandIn
 
 __all__ = ("Failure", "capture")
@@ -52,7 +54,9 @@ def capture(exc: BaseException, pid: int) -> Failure:
     else:
         text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        blob: bytes | None = pickle.dumps(exc, protocol=5)
+        # cloudpickle ships exception classes of __main__ by value (the caller may not find
+        # them by name), and gives a class that came from the caller back as that class.
+        blob: bytes | None = cloudpickle.dumps(exc, protocol=5)
     except Exception:
         blob = None
     name = type(exc).__qualname__
