@@ -102,6 +102,8 @@ def test_exception_that_fails_to_unpickle(cluster: list[int]) -> None:
     assert "NeedsTwoArguments" in str(stand_in)
     assert "left and right" in str(stand_in)
     assert "NeedsTwoArguments" in str(info.value)
+    assert "RemoteExceptionStandIn" not in str(info.value)
+    assert str(info.value).splitlines()[1] == str(stand_in)
     assert info.value.__cause__ is stand_in
 
 

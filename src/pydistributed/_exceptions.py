@@ -82,7 +82,11 @@ class RemoteException(DistributedError):
         return (RemoteException, (self.pid, self.exception, self.traceback))
 
     def __str__(self) -> str:
-        text = f"On worker {self.pid}:\n{type(self.exception).__name__}: {self.exception}"
+        exception = self.exception
+        if isinstance(exception, RemoteExceptionStandIn):
+            text = f"On worker {self.pid}:\n{exception}"  # the original type name, not ours
+        else:
+            text = f"On worker {self.pid}:\n{type(exception).__name__}: {exception}"
         if self.traceback:
             text += "\n" + self.traceback.rstrip("\n")
         return text
