@@ -92,15 +92,15 @@ def test_process_messages_refuses_a_peer_without_the_cookie() -> None:
     theirs.close()
 
 
-def test_process_messages_needs_a_socket() -> None:
-    import io
-
+def test_process_messages_needs_streams() -> None:
     import pytest
 
     import pydistributed as dist
 
     with pytest.raises(TypeError):
-        dist.process_messages(io.BytesIO(), io.BytesIO())
+        dist.process_messages(object(), object())
+    with pytest.raises(ValueError):
+        dist.process_messages(0, 1, incoming=False)
 
 
 def test_machine_file_lines_are_read_as_julia_reads_them(tmp_path: Path) -> None:

@@ -433,3 +433,50 @@ def test_manage_gets_every_event_of_a_workers_life() -> None:
         (pid, "deregister"),
         (pid, "finalize"),
     ]
+
+
+# A worker whose cluster connection is its own stdin/stdout: a transport of two pipes.
+STDIO_WORKER = """
+import sys, threading
+import pydistributed as dist
+stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+sys.stdout = sys.stderr  # the connection owns stdout
+dist.init_worker(stdin.readline().decode().strip())
+dist.process_messages(stdin, stdout, True)
+threading.Event().wait()
+"""
+
+
+class StdioManager(dist.ClusterManager):
+    """Workers reached over the pipes of their stdin and stdout, not over TCP."""
+
+    def launch(self, params: Any, launched: Any, launch_ntfy: Any) -> None:
+        for _ in range(2):
+            process = subprocess.Popen(
+                [sys.executable, "-c", STDIO_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            assert process.stdin is not None
+            process.stdin.write(params["cookie"].encode() + b"\n")
+            process.stdin.flush()
+            with launch_ntfy:
+                launched.append(dist.WorkerConfig(process=process))
+                launch_ntfy.notify_all()
+
+    def connect(self, pid: int, config: dist.WorkerConfig) -> tuple[Any, Any]:
+        return config.process.stdout, config.process.stdin
+
+    def manage(self, pid: int, config: dist.WorkerConfig, op: Any) -> None:
+        if op == "deregister":
+            config.process.wait(10)
+
+
+def test_a_custom_transport_of_two_pipes() -> None:
+    pids = dist.addprocs(StdioManager(), topology="master_worker")
+    try:
+        assert [dist.remotecall_fetch(dist.myid, p) for p in pids] == pids
+        payload = bytes(range(256)) * 4096  # 1 MiB, more than one pipe buffer
+        assert dist.remotecall_fetch(bytes, pids[0], payload) == payload
+        assert dist.pmap(abs, range(-4, 0), pool=dist.WorkerPool(pids)) == [4, 3, 2, 1]
+    finally:
+        dist.rmprocs(pids, waitfor=20)
+    assert dist.workers() == [1]

@@ -40,6 +40,7 @@ from ._exceptions import (
 from ._output import forward_output
 from ._refs import TABLE
 from ._serialize import dumps, loads
+from ._streams import as_socket
 from ._transport import Connection, authenticate, dial
 from .managers._base import ClusterManager, WorkerConfig, read_worker_address, worker_timeout
 from .protocol import Frame, Kind
@@ -386,8 +387,8 @@ class ProcessGroup:
                 head = read_worker_address(config)
             if config.io is not None:
                 forward_output(pid, config.io, head)
-            reader, _writer = manager.connect(pid, config)
-            sock = reader if isinstance(reader, socket.socket) else socket.socket(fileno=reader)
+            reader, writer = manager.connect(pid, config)
+            sock = as_socket(reader, writer)
             authenticate(sock, self.cookie, initiator=True)
         except BaseException:
             _stop_process(config)

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from . import _interrupt
 from ._cluster import PGRP, _exit_process
+from ._streams import as_socket
 from .managers._base import worker_timeout
 
 __all__ = ("init_worker", "process_messages", "start_worker")
@@ -134,18 +135,17 @@ def init_worker(cookie: str, manager: Any = None) -> None:
 def process_messages(reader: Any, writer: Any, incoming: bool = True) -> None:
     """Serve one connection of a custom transport as a cluster connection.
 
-    The transport reads sockets, so ``reader`` must be a connected ``socket.socket`` and
-    ``writer`` the same socket. With ``incoming`` (a connection this worker accepted), the
-    peer is authenticated with the cookie and admitted like any accepted connection; this
-    returns once it is being served (or was refused and closed). Outgoing connections are
-    made by ``addprocs`` through ``ClusterManager.connect``.
+    ``reader``/``writer`` are the transport's pair of byte streams: one connected socket
+    given as both, or anything :func:`~pydistributed._streams.as_socket` bridges (binary
+    file objects, pipes, file descriptors). With ``incoming`` (a connection this worker
+    accepted), the peer is authenticated with the cookie and admitted like any accepted
+    connection; this returns once it is being served (or was refused and closed). Outgoing
+    connections are made by ``addprocs`` through ``ClusterManager.connect``.
 
     Raises:
-        TypeError: ``reader`` is not a socket, or ``writer`` is another object.
+        TypeError: ``reader`` cannot be read or ``writer`` cannot be written.
         ValueError: ``incoming`` is false.
     """
-    if not isinstance(reader, socket.socket) or writer is not reader:
-        raise TypeError("process_messages needs one connected socket as reader and writer")
     if not incoming:
         raise ValueError("outgoing connections are made by addprocs (ClusterManager.connect)")
-    PGRP.serve_connection(reader)
+    PGRP.serve_connection(as_socket(reader, writer))
