@@ -173,3 +173,16 @@ def test_new_cookie_is_used_by_new_workers() -> None:
             dist.rmprocs(pid, waitfor=20)
     finally:
         dist.cluster_cookie(old)
+
+
+def test_a_cookie_with_spaces_at_its_ends_reaches_the_workers() -> None:
+    old = dist.cluster_cookie()
+    try:
+        dist.cluster_cookie(" \tpadded secret ")
+        [pid] = dist.addprocs(1)
+        try:
+            assert dist.remotecall_fetch(dist.cluster_cookie, pid) == " \tpadded secret "
+        finally:
+            dist.rmprocs(pid, waitfor=20)
+    finally:
+        dist.cluster_cookie(old)

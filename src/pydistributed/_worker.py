@@ -82,7 +82,7 @@ def start_worker(
     """
     watch_stdin = cookie is None
     if cookie is None:
-        cookie = sys.stdin.readline().strip()
+        cookie = sys.stdin.readline().rstrip("\r\n")  # a cookie may have spaces
     if not cookie:
         raise ValueError("no cluster cookie given")
     out = out if out is not None else sys.stdout
