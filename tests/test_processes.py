@@ -480,3 +480,15 @@ def test_a_custom_transport_of_two_pipes() -> None:
     finally:
         dist.rmprocs(pids, waitfor=20)
     assert dist.workers() == [1]
+
+
+def test_addprocs_without_a_count_starts_one_worker_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # whatever this machine has
+    pids = dist.addprocs()
+    try:
+        assert len(pids) == 2
+        assert dist.workers() == pids
+    finally:
+        dist.rmprocs(pids, waitfor=20)

@@ -47,10 +47,11 @@ def default_addprocs_params(manager: ClusterManager | None = None) -> dict[str, 
     }
 
 
-def addprocs(target: int | list[Any] | ClusterManager, /, **kwargs: Any) -> list[int]:
+def addprocs(target: int | list[Any] | ClusterManager | None = None, /, **kwargs: Any) -> list[int]:
     """Add workers and return their ids, in launch order.
 
-    ``addprocs(n)`` starts ``n`` workers on this host (:class:`LocalManager`);
+    ``addprocs(n)`` starts ``n`` workers on this host (:class:`LocalManager`), and
+    ``addprocs()`` one per CPU core, as in Julia;
     ``addprocs(machines)`` starts workers over SSH (:class:`SSHManager`, which adds the
     keywords ``tunnel``, ``multiplex``, ``ssh``, ``sshflags``, ``max_parallel``, ``shell``);
     ``addprocs(manager)`` uses any :class:`ClusterManager`. Keywords: ``restrict``,
@@ -62,6 +63,8 @@ def addprocs(target: int | list[Any] | ClusterManager, /, **kwargs: Any) -> list
     if isinstance(target, bool):
         raise TypeError("addprocs expects a count, a list of machines or a ClusterManager")
     manager: ClusterManager
+    if target is None:
+        target = os.cpu_count() or 1
     if isinstance(target, int):
         manager = LocalManager(target, restrict=kwargs.get("restrict", True))
     elif isinstance(target, ClusterManager):
