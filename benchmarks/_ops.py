@@ -6,6 +6,7 @@ peer returned the right values, and returns a dict of numbers (plus ``how``: the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -41,23 +42,85 @@ def roundtrip(peer: ModuleType, handle: Any, *, calls: int, warmup: int) -> dict
     call = _need(peer, "caller")(handle, identity)
     if peer.__name__ == "benchmarks._peers.raw_tcp":
         lat = latencies(call, 1, calls, warmup)
-        floor_lat = lat
-    else:
-        from benchmarks._peers import raw_tcp
+        return _latency_figures(peer, lat, lat, calls)
+    from benchmarks._peers import raw_tcp
 
-        floor = raw_tcp.start(1)
+    floor = raw_tcp.start(1)
+    try:
+        lat, floor_lat = _interleaved(call, raw_tcp.caller(floor, identity), calls, warmup)
+    finally:
+        raw_tcp.stop(floor)
+    return _latency_figures(peer, lat, floor_lat, calls)
+
+
+def roundtrip_pinned(
+    peer: ModuleType, handle: Any, *, calls: int, warmup: int, placement: str
+) -> dict[str, Any]:
+    """:func:`roundtrip` with the caller on one CPU and the callee (and the floor's) on the
+    same CPU (``placement="same"``) or on another (``"cross"``).
+
+    Unpinned, the scheduler decides, and a loopback round trip costs about three times more
+    when the two ends run on different CPUs (one wakes the other): pinning measures each case.
+    """
+    from benchmarks._peers import raw_tcp
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if placement == "cross" and len(cpus) < 2:
+        raise NotSupported("a single CPU")
+    here = {cpus[0]}
+    there = here if placement == "same" else {cpus[1]}
+    call = _need(peer, "caller")(handle, identity)
+    server = _need(peer, "server_pid")(handle)
+    floor = raw_tcp.start(1)
+    pinned: list[tuple[int, set[int]]] = []
+    try:
+        pinned += _pin(os.getpid(), here)
+        pinned += _pin(server, there)
+        pinned += _pin(raw_tcp.server_pid(floor), there)
+        lat, floor_lat = _interleaved(call, raw_tcp.caller(floor, identity), calls, warmup)
+    finally:
+        for tid, cpuset in pinned:
+            try:
+                os.sched_setaffinity(tid, cpuset)
+            except OSError:
+                pass  # that thread is gone
+        raw_tcp.stop(floor)
+    figures = _latency_figures(peer, lat, floor_lat, calls)
+    figures["how"] = f"{figures['how']}; pinned: {placement} CPU"
+    return figures
+
+
+def _pin(pid: int, cpus: set[int]) -> list[tuple[int, set[int]]]:
+    """Pin every thread of process ``pid`` to ``cpus``; return what to restore."""
+    saved = []
+    for tid in [int(t) for t in os.listdir(f"/proc/{pid}/task")]:
         try:
-            floor_call = raw_tcp.caller(floor, identity)
-            latencies(floor_call, 1, 0, warmup)
-            latencies(call, 1, 0, warmup)
-            lat, floor_lat = [], []
-            blocks = 10
-            for b in range(blocks):
-                size = calls // blocks + (1 if b < calls % blocks else 0)
-                lat += latencies(call, 1, size, 0)
-                floor_lat += latencies(floor_call, 1, size, 0)
-        finally:
-            raw_tcp.stop(floor)
+            saved.append((tid, os.sched_getaffinity(tid)))
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass  # that thread ended meanwhile
+    return saved
+
+
+def _interleaved(
+    call: Callable[[Any], Any], floor_call: Callable[[Any], Any], calls: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Latencies of ``calls`` calls to each, alternating in 10 blocks after a warm-up."""
+    latencies(floor_call, 1, 0, warmup)
+    latencies(call, 1, 0, warmup)
+    lat: list[float] = []
+    floor_lat: list[float] = []
+    blocks = 10
+    for b in range(blocks):
+        size = calls // blocks + (1 if b < calls % blocks else 0)
+        lat += latencies(call, 1, size, 0)
+        floor_lat += latencies(floor_call, 1, size, 0)
+    return lat, floor_lat
+
+
+def _latency_figures(
+    peer: ModuleType, lat: list[float], floor_lat: list[float], calls: int
+) -> dict[str, Any]:
     return {
         "calls": calls,
         "median_us": median(lat) * 1e6,
@@ -215,6 +278,7 @@ def channel_stream(peer: ModuleType, handle: Any, *, items: int, reps: int) -> d
 
 OPS: dict[str, Op] = {
     "roundtrip": roundtrip,
+    "roundtrip_pinned": roundtrip_pinned,
     "throughput": throughput,
     "map": map,
     "bandwidth": bandwidth,

@@ -9,6 +9,7 @@ from typing import Any
 OP_ORDER = (
     "startup",
     "roundtrip",
+    "roundtrip_pinned",
     "channel_rt",
     "throughput",
     "map",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -39,6 +40,11 @@ def ready(pids: list[int], n: int) -> None:
     for pid in pids:
         if dist.remotecall_fetch(identity, pid, 1) != 1:
             raise AssertionError(f"worker {pid} returned a wrong value")
+
+
+def server_pid(pids: list[int]) -> int:
+    """OS process id of the worker that :func:`caller` calls."""
+    return int(dist.remotecall_fetch(os.getpid, pids[0]))
 
 
 def caller(pids: list[int], func: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -57,13 +57,18 @@ def checks(cfg: Config, results: Results) -> list[Check]:
         return _figure(results, name, roundtrip.request(cfg, peer, w), field)
 
     pd, ex = rt("pydistributed", "pydistributed"), rt("cf_executor", "executor")
-    pd_floor = rt("pydistributed", "floor", "floor_median_us")
+
+    def pinned(where: str, field: str) -> Figure:
+        return _figure(results, f"{where} CPU", roundtrip.pinned_request(cfg, where), field)
+
     out.append(
         _check(
-            "remotecall_fetch round trip <= 1.5 x raw TCP floor",
-            [pd, pd_floor],
-            lambda a, b: a <= 1.5 * b,
-            lambda a, b: f"{a:.1f} µs vs {b:.1f} µs (floor in the same session) = {a / b:.2f}x",
+            "remotecall_fetch round trip <= 1.5 x raw TCP floor (pinned: same CPU, other CPU)",
+            [pinned(w, f) for w in roundtrip.PLACEMENTS for f in ("median_us", "x_floor")],
+            lambda _a, ax, _b, bx: ax <= 1.5 and bx <= 1.5,
+            lambda a, ax, b, bx: (
+                f"same CPU {a:.1f} µs = {ax:.2f}x floor; other CPU {b:.1f} µs = {bx:.2f}x floor"
+            ),
         )
     )
     pd_x, ex_x = (

@@ -58,6 +58,11 @@ def ready(handle: Handle, n: int) -> None:
         _wire.call(sock, handle.head, identity, 1)
 
 
+def server_pid(handle: Handle) -> int:
+    """OS process id of the (first) process answering calls."""
+    return int(handle.procs[0].pid)
+
+
 def caller(handle: Handle, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
     sock, head = handle.socks[0], handle.head
 
