@@ -450,6 +450,9 @@ threading.Event().wait()
 class StdioManager(dist.ClusterManager):
     """Workers reached over the pipes of their stdin and stdout, not over TCP."""
 
+    def __init__(self) -> None:
+        self.streams: dict[int, tuple[Any, Any]] = {}
+
     def launch(self, params: Any, launched: Any, launch_ntfy: Any) -> None:
         for _ in range(2):
             process = subprocess.Popen(
@@ -463,7 +466,8 @@ class StdioManager(dist.ClusterManager):
                 launch_ntfy.notify_all()
 
     def connect(self, pid: int, config: dist.WorkerConfig) -> tuple[Any, Any]:
-        return config.process.stdout, config.process.stdin
+        self.streams[pid] = (config.process.stdout, config.process.stdin)
+        return self.streams[pid]
 
     def manage(self, pid: int, config: dist.WorkerConfig, op: Any) -> None:
         if op == "deregister":
@@ -471,9 +475,20 @@ class StdioManager(dist.ClusterManager):
 
 
 def test_a_custom_transport_of_two_pipes() -> None:
-    pids = dist.addprocs(StdioManager(), topology="master_worker")
+    manager = StdioManager()
+    pids = dist.addprocs(manager, topology="master_worker")
     try:
         assert [dist.remotecall_fetch(dist.myid, p) for p in pids] == pids
+        for pid in pids:
+            reader, writer = manager.streams[pid]
+            assert dist.worker_id_from_socket(reader) == pid
+            assert dist.worker_id_from_socket(writer) == pid
+            # On the worker, its stdin is its connection to the master (a nested function
+            # is shipped by value: the worker cannot import this module).
+            assert (
+                dist.remotecall_fetch(lambda: dist.worker_id_from_socket(sys.stdin.buffer), pid)
+                == 1
+            )
         payload = bytes(range(256)) * 4096  # 1 MiB, more than one pipe buffer
         assert dist.remotecall_fetch(bytes, pids[0], payload) == payload
         assert dist.pmap(abs, range(-4, 0), pool=dist.WorkerPool(pids)) == [4, 3, 2, 1]

@@ -11,6 +11,7 @@ from typing import Any, overload
 
 from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
+from ._streams import streams_of
 from .managers._base import ClusterManager
 from .managers._local import LocalManager
 from .managers._ssh import SSHManager
@@ -162,14 +163,21 @@ def cluster_cookie(cookie: str | None = None) -> str:
 
 
 def worker_id_from_socket(sock: Any) -> int:
-    """Id of the process at the other end of cluster connection ``sock``; -1 if unknown."""
+    """Id of the process at the other end of cluster connection ``sock``; -1 if unknown.
+
+    ``sock`` may also be the reader or writer of a custom transport's connection.
+    """
     try:
         fileno = sock.fileno()
     except (AttributeError, OSError, ValueError):
-        return -1
+        fileno = None
     for pid, worker in list(PGRP.workers.items()):
         conn = worker.conn
-        if conn is not None and not conn.closed and (conn.sock is sock or conn.fileno == fileno):
+        if conn is None or conn.closed:
+            continue
+        if conn.sock is sock or conn.fileno == fileno:
+            return pid
+        if any(stream is sock for stream in streams_of(conn.sock)):
             return pid
     return -1
 

@@ -11,11 +11,20 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import weakref
 from typing import Any
 
-__all__ = ("as_socket",)
+__all__ = ("as_socket", "streams_of")
 
 _CHUNK = 1 << 16
+
+# Bridged socket -> the (reader, writer) pair it stands for.
+_pairs: weakref.WeakKeyDictionary[socket.socket, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def streams_of(sock: socket.socket) -> tuple[Any, ...]:
+    """The ``(reader, writer)`` pair ``sock`` was bridged to, or ``()``."""
+    return _pairs.get(sock, ())
 
 
 def as_socket(reader: Any, writer: Any) -> socket.socket:
@@ -42,6 +51,7 @@ def as_socket(reader: Any, writer: Any) -> socket.socket:
     if not (isinstance(writer, int | socket.socket) or callable(getattr(writer, "write", None))):
         raise TypeError(f"cannot write to {type(writer).__name__}")
     ours, theirs = socket.socketpair()
+    _pairs[ours] = (reader, writer)
     threading.Thread(
         target=_copy_in, args=(reader, theirs), name="pydistributed-stream-in", daemon=True
     ).start()
