@@ -250,7 +250,7 @@ def _send_everything() -> None:
         try:
             remote_do(deliver, owner, PGRP.myid, box)
             PGRP.connection(owner).flush()
-        except DistributedError:
+        except (DistributedError, ValueError):
             pass  # the owner is gone, and its channels with it
 
 
@@ -272,7 +272,7 @@ class _Pending:
     def flush(self) -> None:
         try:
             flush(self.owner)
-        except DistributedError:
+        except (DistributedError, ValueError):
             pass  # the owner is gone, and its channels with it
 
 
