@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 from typing import Any
@@ -326,3 +327,25 @@ def test_no_references_left_behind(cluster: list[int]) -> None:
         )
 
     assert eventually(none_held)
+
+
+def test_futures_compare_by_reference(cluster: list[int]) -> None:
+    future = dist.remotecall(identity, cluster[0], 1)
+    back = dist.remotecall_fetch(identity, cluster[1], future)  # a copy, via another process
+    assert back == future
+    assert hash(back) == hash(future)
+    assert {future: "x"}[back] == "x"
+    assert future != dist.remotecall(identity, cluster[0], 1)
+    assert future != "not a future"
+
+
+@pytest.mark.parametrize("pid", ["2", 2.0, True])
+def test_future_with_a_bad_pid_raises_type_error(
+    pid: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ignored: list[Any] = []  # what "Exception ignored in ... __del__" would report
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with pytest.raises(TypeError, match="pid"):
+        dist.Future(pid)  # type: ignore[arg-type]
+    gc.collect()
+    assert ignored == []

@@ -202,3 +202,13 @@ def test_a_dead_owner_raises_process_exited(workers2: list[int]) -> None:
     with pytest.raises(dist.ProcessExitedException) as info:
         block()
     assert info.value.worker_id == a
+
+
+def test_an_empty_future_made_inside_is_not_waited_for() -> None:
+    # As Julia's @sync: only what was started (a call) is waited for; nothing would ever
+    # set this one, and the block must not hang on it.
+    with dist.sync():
+        empty = dist.Future()
+        started = dist.remotecall(time.sleep, dist.myid(), 0.2)  # a Future() made here too
+    assert started.isready()
+    assert not empty.isready()

@@ -42,11 +42,11 @@ class Future:
     )
 
     def __init__(self, pid: int | None = None) -> None:
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+            raise TypeError(f"pid must be a process id (int), not {type(pid).__name__}")
         TABLE.start()
         me = PGRP.myid
-        self._setup(me if pid is None else int(pid), next_rrid(me), 1)
-        if _track is not None:
-            _track(self)
+        self._setup(me if pid is None else pid, next_rrid(me), 1)
 
     def _setup(self, where: int, rrid: RRID, claims: int) -> None:
         self.where = where
@@ -59,6 +59,8 @@ class Future:
 
     @classmethod
     def _make(cls, where: int, rrid: RRID, claims: int = 1) -> Future:
+        """A Future of a call started here (``remotecall``, ``spawnat``, ...): an open
+        :func:`~pydistributed.sync` block waits for it."""
         future = cls.__new__(cls)
         future._setup(where, rrid, claims)
         if _track is not None:
@@ -72,6 +74,14 @@ class Future:
 
     def __repr__(self) -> str:
         return f"Future(where={self.where}, whence={self.whence}, id={self.id})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Future):
+            return NotImplemented
+        return (self.where, self.whence, self.id) == (other.where, other.whence, other.id)
+
+    def __hash__(self) -> int:
+        return hash((Future, self.whence, self.id))
 
     # -- the value ---------------------------------------------------------------------------
 
@@ -164,7 +174,11 @@ class Future:
     # -- reference counting -------------------------------------------------------------------
 
     def __del__(self) -> None:
-        release_claims(self.where, self.rrid, self._claims)
+        try:
+            where, claims = self.where, self._claims
+        except AttributeError:
+            return  # __init__ failed
+        release_claims(where, self.rrid, claims)
 
     def __reduce__(self) -> tuple[Any, ...]:
         with self._lock:

@@ -97,7 +97,8 @@ def remotecall(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) ->
         return future
     me = PGRP.myid
     if pid == me:
-        future = Future()
+        future = Future._make(me, next_rrid(me))
+        TABLE.start()
         PGRP.engine.submit(partial(_run_here, TABLE.lookup(future.rrid), f, args, kwargs))
         return future
     conn = PGRP.connection(pid)

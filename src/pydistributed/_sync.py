@@ -1,8 +1,8 @@
 """``sync()``: wait for every Future started inside a block (Julia's ``@sync``).
 
 Each thread keeps a stack of its open blocks. While any block is open in the process,
-``_future._track`` is set, and every Future made (by ``remotecall``, ``spawnat``, ... or
-``Future()``) is appended to the innermost block of the thread that made it; when no block
+``_future._track`` is set, and every Future of a call started (by ``remotecall``,
+``spawnat``, ...) is appended to the innermost block of the thread that made it; when no block
 is open it is ``None``, and making a Future costs one global lookup more.
 """
 
@@ -79,9 +79,10 @@ class SyncBlock:
 def sync() -> SyncBlock:
     """A context manager that, on exit, waits for the Futures started inside it.
 
-    Every Future this thread makes inside the block -- by ``remotecall``, ``spawnat``,
-    ``spawn``, ``distributed`` without a reducer, or ``Future()`` -- is waited for when the
-    block ends. Once all have finished, the first failure (in the order they were made) is
+    Every Future of a call this thread starts inside the block -- by ``remotecall``,
+    ``spawnat``, ``spawn``, or ``distributed`` without a reducer -- is waited for when the
+    block ends (an empty ``Future()`` made there is not: nothing would ever set it, as in
+    Julia's ``@sync``). Once all have finished, the first failure (in the order they were made) is
     raised as it is: the :class:`RemoteException` of a failed call, or
     :class:`ProcessExitedException` when the owner died. Futures made by other threads are
     not waited for.
