@@ -260,10 +260,14 @@ def test_rmprocs_waitfor_expires(workers2: list[int]) -> None:
     assert eventually(lambda: dist.workers() == [b])
 
 
-def test_rmprocs_from_a_worker(workers2: list[int]) -> None:
+def test_only_the_master_adds_and_removes_workers(workers2: list[int]) -> None:
     a, b = workers2
-    dist.remotecall_fetch(dist.rmprocs, a, b, waitfor=20)
-    assert dist.workers() == [a]
+    for call, arg in ((dist.rmprocs, b), (dist.addprocs, 1)):
+        with pytest.raises(dist.RemoteException) as info:
+            dist.remotecall_fetch(call, a, arg)
+        assert isinstance(info.value.exception, dist.DistributedError)
+        assert "only the master" in str(info.value)
+    assert dist.workers() == [a, b]
 
 
 # -- failing launches -------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_cluster_cookie_default_and_validation() -> None:
     assert isinstance(cookie, str)
     assert len(cookie) >= 16
     assert len(set(cookie)) > 4
-    for bad in ("", "caf\u00e9"):
+    for bad in ("", "caf\u00e9", "two\nlines", "nul\0"):
         with pytest.raises(ValueError):
             dist.cluster_cookie(bad)
     assert dist.cluster_cookie() == cookie

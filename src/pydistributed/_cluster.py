@@ -308,7 +308,7 @@ class ProcessGroup:
     def addprocs(self, manager: ClusterManager, params: dict[str, Any]) -> list[int]:
         """Launch workers with ``manager`` and wait until each joined; return their ids."""
         if self.is_worker:
-            raise DistributedError("only the master (process 1) can add workers")
+            raise DistributedError("only the master (process 1) can add and remove workers")
         self._install_atexit()
         with self._addprocs_lock:
             with self.lock:
@@ -512,10 +512,7 @@ class ProcessGroup:
     def rmprocs(self, pids: Iterable[int], waitfor: float, quiet: bool = False) -> None:
         """Remove workers; see :func:`pydistributed.rmprocs`."""
         if self.is_worker:
-            from ._remotecall import remotecall_fetch
-
-            remotecall_fetch(_rmprocs_on_master, 1, list(pids), waitfor)
-            return
+            raise DistributedError("only the master (process 1) can add and remove workers")
         targets: list[Worker] = []
         for pid in pids:
             if pid == 1:
@@ -650,10 +647,6 @@ def _peer_gone(pid: int) -> None:
         # Also a peer this worker never knew (the topology kept them apart): calls to it
         # now fail as calls to a process that exited.
         PGRP.exited.add(pid)
-
-
-def _rmprocs_on_master(pids: list[int], waitfor: float) -> None:
-    PGRP.rmprocs(pids, waitfor)
 
 
 PGRP = ProcessGroup()

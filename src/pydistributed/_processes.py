@@ -156,8 +156,14 @@ def cluster_cookie(cookie: str) -> str: ...
 def cluster_cookie(cookie: str | None = None) -> str:
     """Return the cluster's shared secret; with an argument, set it and return it."""
     if cookie is not None:
-        if not isinstance(cookie, str) or not cookie or not cookie.isascii():
-            raise ValueError("the cluster cookie must be a non-empty ASCII string")
+        if (
+            not isinstance(cookie, str)
+            or not cookie
+            or not cookie.isascii()
+            or any(c in cookie for c in "\r\n\0")
+        ):
+            # Workers read it as one line of their stdin.
+            raise ValueError("the cluster cookie must be a non-empty ASCII string of one line")
         PGRP.cookie = cookie
     return PGRP.cookie
 
