@@ -113,3 +113,25 @@ def test_machine_file_lines_are_read_as_julia_reads_them(tmp_path: Path) -> None
         ("alice@node2:2222 10.0.0.5", 2),
         ("node3", "auto"),
     ]
+
+
+def test_without_a_script_the_program_comes_from_stdin() -> None:
+    program = textwrap.dedent(
+        """
+        import pydistributed as dist
+        def square(x):  # defined in __main__: shipped by value
+            return x * x
+        print("squares", dist.pmap(square, range(4)))
+        print("workers", len(dist.workers()), dist is globals()["dist"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pydistributed", "-p", "2"],
+        input=program,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "squares [0, 1, 4, 9]" in result.stdout
+    assert "workers 2 True" in result.stdout

@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind-to", default="0.0.0.0", help="address[:port] a worker listens on")
     parser.add_argument("-p", "--procs", type=int, default=0, help="local workers to add")
     parser.add_argument("--machine-file", help="file of SSH machine specs, one per line")
-    parser.add_argument("script", nargs="?", help="script to run on the master")
+    parser.add_argument(
+        "script",
+        nargs="?",
+        help="script to run on the master (default: the interactive console, or the "
+        "program read from stdin when it is not a terminal; '-' reads stdin too)",
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the script")
     options = parser.parse_args(argv)
     if options.worker:
@@ -54,13 +59,34 @@ def main(argv: list[str] | None = None) -> int:
     if options.machine_file:
         dist.addprocs(load_machine_file(options.machine_file))
     try:
-        if options.script:
+        if options.script and options.script != "-":
             sys.argv = [options.script, *options.args]
             runpy.run_path(options.script, run_name="__main__")
+        else:
+            sys.argv = ["-", *options.args]
+            _run_stdin()
     finally:
         if dist.nprocs() > 1:
             dist.rmprocs(dist.workers(), waitfor=10)
     return 0
+
+
+def _run_stdin() -> None:
+    """As ``julia -p N``: the interactive console on a terminal, else the program on stdin,
+    in ``__main__`` (so what it defines ships to workers by value)."""
+    namespace = sys.modules["__main__"].__dict__
+    namespace.setdefault("dist", sys.modules["pydistributed"])
+    if sys.stdin.isatty():
+        import code
+
+        code.interact(
+            banner=f"pydistributed: {len(namespace['dist'].workers())} workers; "
+            "the package is imported as dist",
+            local=namespace,
+            exitmsg="",
+        )
+    else:
+        exec(compile(sys.stdin.read(), "<stdin>", "exec"), namespace)
 
 
 if __name__ == "__main__":
