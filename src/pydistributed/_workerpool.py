@@ -579,7 +579,7 @@ class _Remote:
         return f"remote({self.f!r}, {self.pool!r})"
 
 
-def remote(f: Callable[..., Any], pool: AbstractWorkerPool | None = None) -> Callable[..., Any]:
+def remote(f: Callable[..., Any], /, pool: AbstractWorkerPool | None = None) -> Callable[..., Any]:
     """A function that runs ``f`` on a free worker of ``pool`` (default: the default pool).
 
     ``remote(f, pool)(*args, **kwargs)`` is ``remotecall_fetch(f, pool, *args, **kwargs)``.
