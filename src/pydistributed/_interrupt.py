@@ -12,8 +12,9 @@ CPython runs signal handlers only in the main thread, and remote calls run in ot
 Workers replace ``time.sleep`` by :func:`sleep`, built on :func:`blocking_wait`.
 
 What remains out of reach: a call blocked inside C code that does not return to Python (a
-socket ``recv`` of the user's own, a long NumPy operation, a lock from another library) sees
-the interrupt only once that C call returns.
+socket ``recv`` of the user's own, a long NumPy operation, the user's own ``threading.Event``
+``wait()``, ``Lock.acquire()`` or ``queue.Queue.get()`` without a timeout, a lock from another
+library) sees the interrupt only once that C call returns.
 """
 
 from __future__ import annotations
