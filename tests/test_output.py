@@ -109,3 +109,16 @@ def test_output_follows_the_current_stdout(
     assert f"From worker {a}: into the replacement\n" in replacement.getvalue()
     time.sleep(0.1)
     assert "into the replacement" not in capsys.readouterr().out
+
+
+def test_remote_do_errors_on_this_process_are_printed_with_the_same_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dist.remote_do(fail_loudly, dist.myid(), "local remote_do went wrong")
+    deadline = time.monotonic() + 5
+    err = ""
+    while "local remote_do went wrong" not in err and time.monotonic() < deadline:
+        time.sleep(0.02)
+        err += capsys.readouterr().err
+    assert f"Error in remote_do on process {dist.myid()}:" in err
+    assert "RuntimeError: local remote_do went wrong" in err

@@ -22,7 +22,7 @@ from ._serialize import dumps, loads, raw_loads
 from ._transport import Connection
 from .protocol import Frame, Kind
 
-__all__ = ("handle_frame", "run_call", "send_result")
+__all__ = ("handle_frame", "report_remote_do_error", "run_call", "send_result")
 
 log = logging.getLogger("pydistributed")
 
@@ -125,7 +125,7 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
     except BaseException as exc:
         failed = True
         if kind is _REMOTE_DO:
-            _report(exc)
+            report_remote_do_error(exc)
             return
         value = capture(exc, PGRP.myid)
     if kind is _CALL_FETCH:
@@ -139,6 +139,7 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
             send_result(conn, frame.notify, value if failed else OK)
 
 
-def _report(exc: BaseException) -> None:
+def report_remote_do_error(exc: BaseException) -> None:
+    """Print the error of a ``remote_do`` call on this process's stderr."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     print(f"Error in remote_do on process {PGRP.myid}:\n{text}", file=sys.stderr, flush=True)

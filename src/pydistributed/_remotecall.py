@@ -11,7 +11,7 @@ from ._cluster import PGRP
 from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
 from ._failure import capture
 from ._future import Future
-from ._handlers import OK
+from ._handlers import OK, report_remote_do_error
 from ._refs import RRID, TABLE, RemoteValue, next_id, next_rrid
 from ._serialize import dumps
 from ._transport import Connection
@@ -157,8 +157,8 @@ def _raise_failure(future: Future) -> Future:
 def _run_and_report(f: Callable[..., Any], args: Any, kwargs: Any) -> None:
     try:
         f(*args, **kwargs)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        report_remote_do_error(exc)
 
 
 def remote_do(f: Callable[..., Any], pid: Any, /, *args: Any, **kwargs: Any) -> None:
