@@ -24,8 +24,10 @@ class Future:
 
     ``remotecall`` returns one owned by the worker that runs the call. ``fetch`` caches the
     value here and releases this process's claim, so the owner drops the value once no
-    process holds the reference. Pickled into a call to another process, it still resolves
-    from its owner there.
+    process holds the reference. A small result of ``remotecall`` (up to 64 KiB pickled) is
+    sent to the caller as soon as it is ready, as if fetched then: the owner may have
+    dropped it before the caller asks. Pickled into a call to another process, a Future
+    still resolves from its owner there (or carries its value, once cached).
     """
 
     __module__ = "pydistributed"
