@@ -9,24 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 import pydistributed as dist
-from support import os_pid_alive
+from support import live_parents, os_pid_alive
 
 
 def _children() -> set[int]:
     """Ids of the live (non-zombie) processes whose parent is this process."""
     me = os.getpid()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            found.add(int(entry))
-    return found
+    return {pid for pid, parent in live_parents().items() if parent == me}
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from support import live_parents
+
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 IP = shutil.which("ip") or ("/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else None)
 
@@ -25,17 +27,7 @@ def keygen(path: Path) -> None:
 
 def descendants(root: int) -> list[int]:
     """Live (non-zombie) processes below ``root``."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parent[int(entry)] = int(fields[1])
+    parent = live_parents()
     found: list[int] = []
     frontier = [root]
     while frontier:

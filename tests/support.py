@@ -25,6 +25,22 @@ def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
         time.sleep(interval)
 
 
+def live_parents() -> dict[int, int]:
+    """Parent of every live (non-zombie) process, by process id."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parent[int(entry)] = int(fields[1])
+    return parent
+
+
 def os_pid_alive(ospid: int) -> bool:
     """Whether OS process ``ospid`` exists and is not a zombie (whoever its parent is)."""
     try:

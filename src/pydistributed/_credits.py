@@ -28,6 +28,7 @@ import math
 import pickle
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from . import _transport
@@ -158,19 +159,19 @@ def put(sender: Sender, value: Any, timeout: float | None) -> None:
 
 
 def _put_and_wait(sender: Sender, value: Any, timeout: float | None) -> None:
+    _ask_owner(sender, _put_and_grant, value, timeout)
+
+
+def _ask_owner(sender: Sender, f: Callable[..., tuple[Any, int, int]], *args: Any) -> Any:
+    """Run ``f(key, *args, pid, fence)`` on the owner, which answers ``(value, credits,
+    epoch)``; keep the credits, return the value. The caller counted this in ``syncs``."""
     from ._remotecall import call_on_owner
 
     owner = sender.owner
+    timeout = args[-1]
     try:
-        credits, epoch = call_on_owner(
-            _put_and_grant,
-            owner,
-            sender.key,
-            value,
-            timeout,
-            PGRP.myid,
-            fence(owner),
-            timeout=timeout,
+        value, credits, epoch = call_on_owner(
+            f, owner, sender.key, *args, PGRP.myid, fence(owner), timeout=timeout
         )
     finally:
         with _lock:
@@ -178,6 +179,7 @@ def _put_and_wait(sender: Sender, value: Any, timeout: float | None) -> None:
     if credits:
         with _lock:
             sender.add(credits, epoch)
+    return value
 
 
 def _top_up(key: tuple[int, int], pid: int) -> None:
@@ -505,7 +507,7 @@ def deliver(pid: int, items: list[_Item]) -> None:
 
 def _put_and_grant(
     key: tuple[int, int], value: Any, timeout: float | None, pid: int, fence: Fence
-) -> tuple[int, int]:
+) -> tuple[None, int, int]:
     """Run on the owner: after ``pid``'s one-way puts up to ``fence``, put ``value``; then
     grant ``pid`` credits if the channel takes write-behind puts."""
     from ._references import channel_from_id
@@ -518,28 +520,15 @@ def _put_and_grant(
     else:
         store.put(value, timeout=timeout)
     window = window_for(rrid, store)
-    return (0, 0) if window is None else window.grant(pid, MAX_GRANT)
+    return (None, 0, 0) if window is None else (None, *window.grant(pid, MAX_GRANT))
 
 
 def take(sender: Sender, timeout: float | None) -> Any:
     """Take from the channel of ``sender`` (a process that put into it): the answer may
     bring credits for the room the take made."""
-    from ._remotecall import call_on_owner
-
-    owner = sender.owner
     with _lock:
         sender.syncs += 1
-    try:
-        value, credits, epoch = call_on_owner(
-            _take_and_grant, owner, sender.key, timeout, PGRP.myid, fence(owner), timeout=timeout
-        )
-    finally:
-        with _lock:
-            sender.syncs -= 1
-    if credits:
-        with _lock:
-            sender.add(credits, epoch)
-    return value
+    return _ask_owner(sender, _take_and_grant, timeout)
 
 
 def _take_and_grant(

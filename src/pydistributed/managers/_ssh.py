@@ -492,14 +492,7 @@ def _open_tunnel(session: _Session, target: str, port: int, config: WorkerConfig
 
 
 def _stop_tunnel(tunnel: subprocess.Popen[bytes]) -> None:
-    if tunnel.poll() is None:
-        tunnel.kill()
-    tunnel.wait()
-    if tunnel.stdin is not None:
-        try:
-            tunnel.stdin.close()
-        except OSError:
-            pass
+    _reap(tunnel, grace=0)
 
 
 def _close_tunnel(session: _Session) -> None:
