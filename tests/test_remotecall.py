@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -75,6 +76,35 @@ def test_remote_do_by_pid(cluster: list[int]) -> None:
     assert eventually(lambda: dist.remotecall_fetch(stored, a, "k") == [a])
     assert dist.remotecall_fetch(stored, b, "k") is None
     assert stored("k") is None
+
+
+def touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+
+
+@pytest.mark.parametrize("idle", [0.0, 0.7])
+def test_a_lone_remote_do_leaves_by_itself(cluster: list[int], tmp_path: Any, idle: float) -> None:
+    # Deferred frames wait for the caller's next message or wait; with neither (here the
+    # caller only sleeps and looks at files), they still leave within milliseconds, also
+    # the first after the process sat idle.
+    time.sleep(idle)
+    for i in range(3):
+        path = str(tmp_path / f"done{i}")
+        t0 = time.monotonic()
+        dist.remote_do(touch, cluster[0], path)
+        while not os.path.exists(path):
+            assert time.monotonic() - t0 < 2.0, "the one-way message was not sent"
+            time.sleep(0.001)
+
+
+def test_one_way_messages_and_a_call_keep_their_order(cluster: list[int]) -> None:
+    a = cluster[0]
+    for i in range(200):
+        dist.remote_do(store, a, "order", i)
+        if i % 7 == 0:
+            assert dist.remotecall_fetch(stored, a, "order") == i
+    assert dist.remotecall_fetch(stored, a, "order") == 199
 
 
 def test_results_are_values_from_the_worker(cluster: list[int]) -> None:

@@ -42,6 +42,11 @@ STALE = 0.002
 FLUSH_DELAY = 0.0003
 _TICK = 0.002
 _WATCH_IDLE = 0.5
+# While threads outside the engine defer frames (within the last _FAST_IDLE seconds), the
+# watchdog ticks every FLUSH_DELAY, or up to _SLOW_FLUSH when those threads flush their
+# frames themselves (they send or block next) - fewer wake-ups to compete for the GIL.
+_FAST_IDLE = 0.05
+_SLOW_FLUSH = 0.0012
 _IDLE_EXIT = 30.0
 _SLICE = 0.1
 _KEEP_THREADS = 2
@@ -96,6 +101,9 @@ class Engine:
         self._started = False
         self._dirty: set[Connection] = set()
         self._dirty_since = 0.0
+        # A thread outside the engine deferred a frame since the watchdog last looked.
+        self._outside = False
+        self._outside_seen = 0.0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -142,23 +150,36 @@ class Engine:
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has deferred frames in its outbox: flush them soon.
 
-        Engine threads flush when they run out of work; for any other thread the leader
-        flushes after :data:`FLUSH_DELAY`, so that a burst of calls goes out in few writes.
+        Engine threads flush when they run out of work. Any other thread flushes when it
+        sends on the connection or blocks next; failing that, the watchdog, which ticks every
+        :data:`FLUSH_DELAY` while such threads defer frames, flushes within about that time.
+        So a burst of calls goes out in few writes, and a one-way message followed by a call
+        leaves with the call, in one write, without waking a thread (which costs more than
+        the rest of the message, on a virtual machine above all).
         """
         if not self._dirty:
             self._dirty_since = time.monotonic()
         self._dirty.add(conn)
-        me = get_ident()
-        if me != self._leader and me not in self._inline:
-            self._kick()
+        if not self._outside:
+            me = get_ident()
+            if me != self._leader and me not in self._inline:
+                self._outside = True
+                if not self._watching:
+                    with self._state:
+                        if not self._watching:
+                            self._watching = True
+                            self._watch.notify()
 
-    def flush(self) -> None:
-        """Send every deferred frame now."""
+    def flush(self, sending: Connection | None = None) -> None:
+        """Send every deferred frame now (but those of ``sending``: they go out with the
+        frame the caller writes there next)."""
         while self._dirty:
             try:
                 conn = self._dirty.pop()
             except KeyError:
                 return
+            if conn is sending:
+                continue
             try:
                 conn.flush()
             except ProcessExitedException:
@@ -250,19 +271,42 @@ class Engine:
                 return
 
     def _watchdog(self) -> None:
+        tick = FLUSH_DELAY
         while True:
             with self._state:
                 while not self._watching:
                     self._watch.wait()
-            _sleep(_TICK)
-            if self._dirty and self._flush_due() <= 0:
-                self.flush()
+                fast = self._outside or time.monotonic() - self._outside_seen < _FAST_IDLE
+            if fast:
+                _sleep(tick)
+                # Half the delay is enough here: the next tick would be late.
+                if self._dirty and time.monotonic() - self._dirty_since >= FLUSH_DELAY / 2:
+                    self.flush()
+                    tick = FLUSH_DELAY
+                elif tick < _SLOW_FLUSH:
+                    tick = min(tick * 2, _SLOW_FLUSH)
+            else:
+                tick = FLUSH_DELAY
+                _sleep(_TICK)
+                if self._dirty and self._flush_due() <= 0:
+                    self.flush()
             with self._state:
                 now = time.monotonic()
+                if self._outside:
+                    self._outside = False
+                    self._outside_seen = now
                 if self._leader == _VACANT and now - self._vacant_since >= STALE:
                     self._promote_locked()
-                elif self._leader > 0 and now - self._last_vacate > _WATCH_IDLE:
+                elif (
+                    self._leader > 0
+                    and now - self._last_vacate > _WATCH_IDLE
+                    and now - self._outside_seen > _FAST_IDLE
+                    and not self._dirty
+                ):
                     self._watching = False
+                    # A mark_dirty in between saw _watching still set.
+                    if self._dirty or self._outside:
+                        self._watching = True
 
     def _lead(self) -> None:
         """Wait for and dispatch input; return when queued tasks need this thread."""
@@ -386,9 +430,10 @@ class Engine:
         me: int,
     ) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        # about_to_block(), inlined: this is the round trip's hot path.
+        # about_to_block(), inlined: this is the round trip's hot path. Frames deferred on
+        # ``conn`` itself go out with the request, in one write.
         if self._dirty:
-            self.flush()
+            self.flush(conn if request is not None else None)
         # A call waiting here must stay interruptible: it waits in slices.
         in_call = me in self._inline
         if in_call:
