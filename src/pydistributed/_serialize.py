@@ -20,6 +20,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
+from ._byvalue import pickled
+
 __all__ = ("OOB_THRESHOLD", "destination", "dumps", "loads")
 
 OOB_THRESHOLD = 1 << 16
@@ -54,6 +56,8 @@ def _importable(obj: Any) -> bool:
 def _by_value(obj: Any) -> tuple[Any, tuple[bytes]]:
     import cloudpickle
 
+    if type(obj) is _FUNCTION:
+        return cloudpickle.loads, (pickled(obj, _importable),)
     return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=5),)
 
 
