@@ -274,8 +274,10 @@ class Engine:
         tick = FLUSH_DELAY
         while True:
             with self._state:
-                while not self._watching:
-                    self._watch.wait()
+                if not self._watching:
+                    tick = FLUSH_DELAY
+                    while not self._watching:
+                        self._watch.wait()
                 fast = self._outside or time.monotonic() - self._outside_seen < _FAST_IDLE
             if fast:
                 _sleep(tick)
@@ -283,7 +285,8 @@ class Engine:
                 if self._dirty and time.monotonic() - self._dirty_since >= FLUSH_DELAY / 2:
                     self.flush()
                     tick = FLUSH_DELAY
-                elif tick < _SLOW_FLUSH:
+                elif self._outside and not self._dirty and tick < _SLOW_FLUSH:
+                    # Frames were deferred and their threads sent them: tick less often.
                     tick = min(tick * 2, _SLOW_FLUSH)
             else:
                 tick = FLUSH_DELAY
