@@ -34,6 +34,22 @@ def test_kept_while_unchanged() -> None:
     assert _byvalue.pickled(f, _importable) is first
 
 
+def test_kept_for_new_functions_of_the_same_code() -> None:
+    # A lambda or nested function is a new object each time its definition runs.
+    assert _byvalue.pickled(make("plain"), _importable) is _byvalue.pickled(
+        make("plain"), _importable
+    )
+
+
+def adder(n: int) -> Any:
+    return lambda x: x + n
+
+
+def test_closures_of_the_same_code_keep_their_own_values(workers2: list[int]) -> None:
+    w = workers2[0]
+    assert [dist.remotecall_fetch(adder(n), w, 1) for n in (1, 5, 1, 5)] == [2, 6, 2, 6]
+
+
 def test_not_kept_with_mutable_dependencies() -> None:
     f = make("listed")
     assert _byvalue.pickled(f, _importable) is not _byvalue.pickled(f, _importable)

@@ -3,7 +3,7 @@
 cloudpickle pickles a function it cannot refer to by name (one defined in ``__main__``, a
 lambda, a nested function) from its code, the globals it names, its closure, defaults and
 attributes; that costs ~100 µs even for an empty function, on every call that ships it. The
-result is kept per function with a *snapshot* of everything it was made from, and reused
+result is kept (per code object) with a *snapshot* of everything it was made from, and reused
 while the snapshot is equal. Only functions whose every dependency is immutable or pickled
 by reference are kept (plain values, modules, importable functions and classes): the state of
 anything else (a list a global names, a Future in a closure) can change without a trace, and
@@ -26,7 +26,9 @@ _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _BY_NAME = (types.FunctionType, types.BuiltinFunctionType, type)
 _BASE_GLOBALS = ("__package__", "__name__", "__path__", "__file__")
 
-_kept: weakref.WeakKeyDictionary[types.FunctionType, tuple[tuple[Any, ...], int, bytes]] = (
+# By code object rather than function: a lambda written in a loop is a new function each
+# time, made of the same parts.
+_kept: weakref.WeakKeyDictionary[types.CodeType, tuple[tuple[Any, ...], int, bytes]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -104,7 +106,7 @@ def pickled(f: types.FunctionType, importable: Callable[[Any], bool]) -> bytes:
     # cloudpickle also ships the submodules of the packages it names that are imported.
     modules = len(sys.modules)
     if snapshot is not None:
-        kept = _kept.get(f)
+        kept = _kept.get(f.__code__)
         if (
             kept is not None
             and kept[1] == modules
@@ -114,5 +116,5 @@ def pickled(f: types.FunctionType, importable: Callable[[Any], bool]) -> bytes:
             return kept[2]
     data: bytes = cloudpickle.dumps(f, protocol=5)
     if snapshot is not None and all(_plain(v, importable) for v in snapshot[1]):
-        _kept[f] = (snapshot[0], modules, data)
+        _kept[f.__code__] = (snapshot[0], modules, data)
     return data
