@@ -36,7 +36,9 @@ from ._channel import Channel
 from ._cluster import PGRP
 from ._exceptions import DistributedError, ProcessExitedException
 from ._interrupt import blocking_wait
+from ._references import channel_from_id
 from ._refs import RRID, TABLE
+from ._remotecall import call_on_owner, remote_do, remotecall_fetch
 from ._serialize import dumps, loads
 
 log = logging.getLogger("pydistributed")
@@ -124,8 +126,6 @@ BATCH = 64
 
 def put(sender: Sender, value: Any, timeout: float | None) -> None:
     """Put ``value`` into the channel of ``sender``: one-way with a credit, else a call."""
-    from ._remotecall import remote_do
-
     owner = sender.owner
     plain = type(value) in _PLAIN
     with _lock:
@@ -165,8 +165,6 @@ def _put_and_wait(sender: Sender, value: Any, timeout: float | None) -> None:
 def _ask_owner(sender: Sender, f: Callable[..., tuple[Any, int, int]], *args: Any) -> Any:
     """Run ``f(key, *args, pid, fence)`` on the owner, which answers ``(value, credits,
     epoch)``; keep the credits, return the value. The caller counted this in ``syncs``."""
-    from ._remotecall import call_on_owner
-
     owner = sender.owner
     timeout = args[-1]
     try:
@@ -184,8 +182,6 @@ def _ask_owner(sender: Sender, f: Callable[..., tuple[Any, int, int]], *args: An
 
 def _top_up(key: tuple[int, int], pid: int) -> None:
     """Run on the owner: grant ``pid`` more credits, if there is room, and tell it."""
-    from ._remotecall import remote_do
-
     window = _window_of(key)
     credits, epoch = (0, 0) if window is None else window.grant(pid, MAX_GRANT)
     remote_do(_topped_up, pid, PGRP.myid, key, credits, epoch)
@@ -231,8 +227,6 @@ def _sent(owner: int, queued: int, large: bool) -> None:
 
 def flush(owner: int) -> None:
     """Send this process's one-way puts to ``owner`` that wait in the outbox."""
-    from ._remotecall import remote_do
-
     if owner in _outbox:
         with _lock:
             box = _outbox.pop(owner, None)
@@ -242,8 +236,6 @@ def flush(owner: int) -> None:
 
 def _send_everything() -> None:
     """Write every one-way put still waiting, now (before another message leaves)."""
-    from ._remotecall import remote_do
-
     with _lock:
         boxes = list(_outbox.items())
         _outbox.clear()
@@ -421,8 +413,6 @@ class Window:
 
     def reclaim(self) -> None:
         """Revoke every holder's credits and free the room they did not use."""
-        from ._remotecall import remotecall_fetch
-
         self._reclaim_queued = False
         with self._revoking:
             with _owner_lock:
@@ -510,8 +500,6 @@ def _put_and_grant(
 ) -> tuple[None, int, int]:
     """Run on the owner: after ``pid``'s one-way puts up to ``fence``, put ``value``; then
     grant ``pid`` credits if the channel takes write-behind puts."""
-    from ._references import channel_from_id
-
     rrid = RRID(*key)
     store = channel_from_id(rrid)
     settle(fence)
@@ -536,8 +524,6 @@ def _take_and_grant(
 ) -> tuple[Any, int, int]:
     """Run on the owner: after ``pid``'s one-way puts up to ``fence``, take a value; grant
     ``pid`` credits if it holds credits for this channel before."""
-    from ._references import channel_from_id
-
     rrid = RRID(*key)
     store = channel_from_id(rrid)
     settle(fence)
