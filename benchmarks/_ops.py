@@ -56,7 +56,7 @@ def roundtrip(peer: ModuleType, handle: Any, *, calls: int, warmup: int) -> dict
 def roundtrip_pinned(
     peer: ModuleType, handle: Any, *, calls: int, warmup: int, placement: str
 ) -> dict[str, Any]:
-    """:func:`roundtrip` with the caller on one CPU and the callee (and the floor's) on the
+    """:func:`roundtrip` with the caller on one CPU and the callees (and the floor's) on the
     same CPU (``placement="same"``) or on another (``"cross"``).
 
     Unpinned, the scheduler decides, and a loopback round trip costs about three times more
@@ -70,13 +70,13 @@ def roundtrip_pinned(
     here = {cpus[0]}
     there = here if placement == "same" else {cpus[1]}
     call = _need(peer, "caller")(handle, identity)
-    server = _need(peer, "server_pid")(handle)
+    servers = _need(peer, "server_pids")(handle)
     floor = raw_tcp.start(1)
     pinned: list[tuple[int, set[int]]] = []
     try:
         pinned += _pin(os.getpid(), here)
-        pinned += _pin(server, there)
-        pinned += _pin(raw_tcp.server_pid(floor), there)
+        for pid in [*servers, *raw_tcp.server_pids(floor)]:
+            pinned += _pin(pid, there)
         lat, floor_lat = _interleaved(call, raw_tcp.caller(floor, identity), calls, warmup)
     finally:
         for tid, cpuset in pinned:
@@ -97,8 +97,10 @@ def _pin(pid: int, cpus: set[int]) -> list[tuple[int, set[int]]]:
         try:
             saved.append((tid, os.sched_getaffinity(tid)))
             os.sched_setaffinity(tid, cpus)
-        except OSError:
-            pass  # that thread ended meanwhile
+        except OSError as exc:
+            if tid == pid:
+                raise NotSupported(f"cannot pin process {pid}: {exc}") from exc
+            # another thread that ended meanwhile
     return saved
 
 

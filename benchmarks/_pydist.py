@@ -42,9 +42,9 @@ def ready(pids: list[int], n: int) -> None:
             raise AssertionError(f"worker {pid} returned a wrong value")
 
 
-def server_pid(pids: list[int]) -> int:
+def server_pids(pids: list[int]) -> list[int]:
     """OS process id of the worker that :func:`caller` calls."""
-    return int(dist.remotecall_fetch(os.getpid, pids[0]))
+    return [int(dist.remotecall_fetch(os.getpid, pids[0]))]
 
 
 def caller(pids: list[int], func: Callable[[Any], Any]) -> Callable[[Any], Any]:

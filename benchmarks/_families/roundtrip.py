@@ -15,19 +15,19 @@ def request(cfg: Config, peer: str, n: int) -> Request:
     return Request(peer, n, "roundtrip", (("calls", cfg.rt_calls), ("warmup", cfg.rt_warmup)))
 
 
-# The peer measured with both ends pinned, and where its callee runs.
-PINNED_PEER = "pydistributed"
+# The peers also measured with both ends pinned, and where their callees run.
+PINNED_PEERS = ("pydistributed", "cf_executor")
 PLACEMENTS = ("same", "cross")
 
 
-def pinned_request(cfg: Config, placement: str) -> Request:
+def pinned_request(cfg: Config, peer: str, placement: str) -> Request:
     params = (("calls", cfg.rt_calls), ("warmup", cfg.rt_warmup), ("placement", placement))
-    return Request(PINNED_PEER, cfg.workers, "roundtrip_pinned", params)
+    return Request(peer, cfg.workers, "roundtrip_pinned", params)
 
 
 def requests(cfg: Config) -> list[Request]:
     return [request(cfg, p, cfg.workers) for p in PEERS] + [
-        pinned_request(cfg, where) for where in PLACEMENTS
+        pinned_request(cfg, p, where) for p in PINNED_PEERS for where in PLACEMENTS
     ]
 
 
@@ -61,10 +61,11 @@ def tables(cfg: Config, results: Results) -> list[Table]:
 def pinned_table(cfg: Config, results: Results) -> Table:
     table = Table(
         NAME + "-pinned",
-        f"1b. Round trip of identity(1), caller and callee pinned to CPUs, "
-        f"{label(PINNED_PEER)} next to the raw TCP floor",
+        f"1b. Round trip of identity(1), caller and callees pinned to CPUs, {cfg.workers} "
+        "workers, next to the raw TCP floor pinned the same way",
         [
-            Column("callee runs on"),
+            Column("peer"),
+            Column("callees run on"),
             Column("calls", "{:d}"),
             Column("median µs", "{:.1f}"),
             Column("p99 µs", "{:.1f}"),
@@ -73,15 +74,17 @@ def pinned_table(cfg: Config, results: Results) -> Table:
         ],
     )
     names = {"same": "the caller's CPU", "cross": "another CPU"}
-    for where in PLACEMENTS:
-        value = results.get(PINNED_PEER, cfg.workers, pinned_request(cfg, where).key)
-        fields = ["calls", "median_us", "p99_us", "floor_median_us", "x_floor"]
-        table.rows.append([names[where], *cells(value, fields)])
+    for peer in PINNED_PEERS:
+        for where in PLACEMENTS:
+            value = results.get(peer, cfg.workers, pinned_request(cfg, peer, where).key)
+            fields = ["calls", "median_us", "p99_us", "floor_median_us", "x_floor"]
+            table.rows.append([label(peer), names[where], *cells(value, fields)])
     table.notes = [
-        "every thread of the caller on one CPU; every thread of the callee (a worker) and of "
-        "the floor's echo process on the same CPU, or on another; floor and calls interleaved "
-        "in 10 blocks as in table 1",
-        "unpinned, the scheduler picks either case, and the two cost very different amounts "
-        "(waking another CPU is the larger part of a loopback round trip)",
+        "every thread of the caller on one CPU; every thread of the processes that run the "
+        "calls (and of the floor's echo process) on the same CPU, or on another; floor and "
+        "calls interleaved in 10 blocks as in table 1",
+        "unpinned (table 1), the scheduler picks either case for each session, and the two "
+        "cost very different amounts (waking another CPU is the larger part of a loopback "
+        "round trip), so table 1's floors and ratios can compare different cases",
     ]
     return table

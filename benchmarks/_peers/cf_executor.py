@@ -25,6 +25,11 @@ def ready(ex: ProcessPoolExecutor, n: int) -> None:
     reach_every_worker(lambda delays: ex.map(pid_after, delays), n)
 
 
+def server_pids(ex: ProcessPoolExecutor) -> list[int]:
+    """OS process ids of the processes that run the calls (every worker: any may)."""
+    return [int(pid) for pid in ex._processes]
+
+
 def caller(ex: ProcessPoolExecutor, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def call(x: Any) -> Any:
         return ex.submit(func, x).result()

@@ -58,9 +58,9 @@ def ready(handle: Handle, n: int) -> None:
         _wire.call(sock, handle.head, identity, 1)
 
 
-def server_pid(handle: Handle) -> int:
-    """OS process id of the (first) process answering calls."""
-    return int(handle.procs[0].pid)
+def server_pids(handle: Handle) -> list[int]:
+    """OS process id of the process that :func:`caller` calls."""
+    return [int(handle.procs[0].pid)]
 
 
 def caller(handle: Handle, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
