@@ -22,7 +22,7 @@ class Config:
     bw_reps: int = 5
     startup_sizes: tuple[int, ...] = (2, 16)
     scaling_sizes: tuple[int, ...] = (2, 4, 8, 16)
-    everywhere_n: int = 16
+    everywhere_sizes: tuple[int, ...] = (8, 16)
     overhead_ns: tuple[int, ...] = (10**4, 10**5, 10**6, 10**7)
     overhead_reps: int = 3
     ch_rt_calls: int = 2000
@@ -52,7 +52,7 @@ class Config:
                 bw_reps=1,
                 startup_sizes=(workers, 4),
                 scaling_sizes=(2, 4),
-                everywhere_n=4,
+                everywhere_sizes=(4,),
                 overhead_ns=(10**4, 10**5),
                 overhead_reps=1,
                 ch_rt_calls=100,

@@ -11,8 +11,8 @@ from benchmarks._table import Column, Table
 NAME = "scaling"
 
 
-def everywhere_request(cfg: Config) -> Request:
-    return Request("pydistributed", cfg.everywhere_n, "everywhere")
+def everywhere_request(n: int) -> Request:
+    return Request("pydistributed", n, "everywhere")
 
 
 def requests(cfg: Config) -> list[Request]:
@@ -23,7 +23,7 @@ def requests(cfg: Config) -> list[Request]:
             throughput.calls_request(cfg, "pydistributed", n),
             throughput.calls_request(cfg, "mp_pool", n),
         ]
-    return [*out, everywhere_request(cfg)]
+    return [*out, *(everywhere_request(n) for n in cfg.everywhere_sizes)]
 
 
 def tables(cfg: Config, results: Results) -> list[Table]:
@@ -47,11 +47,14 @@ def tables(cfg: Config, results: Results) -> list[Table]:
             ]
         )
     table.notes = ["round trip: remotecall_fetch(identity, first worker, 1)"]
-    req = everywhere_request(cfg)
+    sizes = " and ".join(str(n) for n in cfg.everywhere_sizes)
     every = Table(
         NAME + "-everywhere",
-        f'5b. everywhere("import numpy") on {req.n} workers',
+        f'5b. everywhere("import numpy") on {sizes} workers',
         [Column("peer"), Column("workers", "{:d}"), Column("seconds", "{:.3f}")],
-        [["pydistributed", req.n, field(results, req, "seconds")]],
+        [
+            ["pydistributed", n, field(results, everywhere_request(n), "seconds")]
+            for n in cfg.everywhere_sizes
+        ],
     )
     return [table, every]
