@@ -155,7 +155,7 @@ def checks(cfg: Config, results: Results) -> list[Check]:
                 ch(channels.stream_request(cfg, "mp_queue"), "Queue", "per_s"),
             ],
             lambda a, b: a >= 0.5 * b,
-            lambda a, b: f"{a:,.0f} items/s vs {b:,.0f} items/s = {b / a:.2f}x slower",
+            lambda a, b: f"{a:,.0f} items/s vs {b:,.0f} items/s = {a / b:.0%} of the Queue's rate",
         )
     )
     out.append(
