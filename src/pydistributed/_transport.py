@@ -134,24 +134,18 @@ class Connection:
         one system call) until :meth:`flush`. Returns True when it did and the outbox was
         empty before: the caller must then see to it that the connection is flushed soon.
         """
+        chunks = encode_frame(kind, payload, response, notify, buffers)
+        if not defer or len(chunks) != 1:
+            self.write_frame(chunks)
+            return False
         if before_send is not None:
             before_send()
-        chunks = encode_frame(kind, payload, response, notify, buffers)
         with self.send_lock:
             if self.closed:
                 raise ProcessExitedException(self.peer)
-            if not self._outbox and not (defer and len(chunks) == 1):
-                if len(chunks) == 1:
-                    try:
-                        self.sock.sendall(chunks[0])
-                    except OSError as exc:
-                        self._send_failed(exc)
-                else:
-                    self._write(chunks)
-                return False
             self._outbox += chunks
             self._outbox_frames += 1
-            if defer and len(chunks) == 1 and self._outbox_frames < _BATCH_FRAMES:
+            if self._outbox_frames < _BATCH_FRAMES:
                 return self._outbox_frames == 1
             self._flush_locked()
             return False
