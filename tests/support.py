@@ -7,6 +7,7 @@ that path, so the functions here are importable on the workers: they travel by r
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,28 @@ def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
         if result or time.monotonic() > deadline:
             return bool(result)
         time.sleep(interval)
+
+
+def in_threads(run: Callable[[int], Any], n: int, timeout: float = 30.0) -> None:
+    """Run ``run(0)`` ... ``run(n - 1)`` in ``n`` threads at once; fail if one is still
+    running after ``timeout`` seconds, or re-raise the first error one of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            run(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    if errors:
+        raise errors[0]
 
 
 def live_parents() -> dict[int, int]:

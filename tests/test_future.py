@@ -13,7 +13,7 @@ import pytest
 
 import pydistributed as dist
 from pydistributed._refs import RRID
-from support import eventually, identity
+from support import eventually, identity, in_threads
 
 KEPT: list[Any] = []
 
@@ -201,26 +201,16 @@ def test_fetch_from_many_threads(cluster: list[int]) -> None:
 def test_questions_racing_with_pushed_results(cluster: list[int]) -> None:
     # Small results are pushed to the caller unasked; a wait/isready/fetch already on its way
     # to the owner must still be answered (the owner must not have dropped the value).
-    errors: list[BaseException] = []
-
     def run(n: int) -> None:
-        try:
-            for i in range(40):
-                future = dist.remotecall(identity, cluster[(n + i) % 2], i)
-                if (n + i) % 3 == 0:
-                    future.wait(timeout=5)
-                elif (n + i) % 3 == 1:
-                    future.isready()
-                assert future.fetch(timeout=5) == i
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(40):
+            future = dist.remotecall(identity, cluster[(n + i) % 2], i)
+            if (n + i) % 3 == 0:
+                future.wait(timeout=5)
+            elif (n + i) % 3 == 1:
+                future.isready()
+            assert future.fetch(timeout=5) == i
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
+    in_threads(run, 6)
 
 
 # -- Futures passed around ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import pydistributed as dist
-from support import eventually, identity
+from support import eventually, identity, in_threads
 
 # Module state, living separately on each process that imports this module.
 EVENT = threading.Event()
@@ -152,23 +152,13 @@ def test_many_sleeping_calls_overlap(cluster: list[int]) -> None:
 
 
 def test_many_threads_call_at_once(cluster: list[int]) -> None:
-    errors: list[BaseException] = []
-
     def run(n: int) -> None:
-        try:
-            for i in range(20):
-                pid = cluster[(n + i) % 2]
-                assert dist.remotecall_fetch(identity, pid, (n, i)) == (n, i)
-                assert dist.remotecall(identity, pid, i).fetch() == i
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(20):
+            pid = cluster[(n + i) % 2]
+            assert dist.remotecall_fetch(identity, pid, (n, i)) == (n, i)
+            assert dist.remotecall(identity, pid, i).fetch() == i
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
+    in_threads(run, 8)
 
 
 def call_back(pid: int) -> int:

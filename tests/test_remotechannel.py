@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import pydistributed as dist
 from pydistributed import Channel, ChannelClosed, RemoteChannel
 from pydistributed._cluster import PGRP
-from support import eventually, identity
+from support import eventually, identity, in_threads
 
 BLOCKED = 0.3  # how long a call that must block is watched
 PROMPT = 10.0  # how long a call that must finish is given
@@ -425,12 +424,7 @@ def test_many_master_threads_at_once(cluster: list[int]) -> None:
             if i % 20 == 0:
                 dist.put(shared, (t, i))
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(50)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    in_threads(run, n_threads, timeout=50)
     assert not errors
     expected = {(t, i) for t in range(n_threads) for i in range(0, n_calls, 20)}
     assert {shared.take() for _ in expected} == expected

@@ -10,7 +10,7 @@ import pytest
 
 import pydistributed as dist
 from pydistributed import _future
-from support import identity
+from support import identity, in_threads
 
 
 def fail_after(delay: float, message: str) -> None:
@@ -155,28 +155,16 @@ def test_received_futures_are_not_waited_for(cluster: list[int]) -> None:
 
 
 def test_threads_have_their_own_blocks(cluster: list[int]) -> None:
-    errors: list[BaseException] = []
-
     def run(n: int) -> None:
-        try:
-            for _ in range(5):
-                with dist.sync():
-                    futures = [dist.remotecall(identity, p, n) for p in cluster]
-                if not all(f.isready() for f in futures):
-                    errors.append(AssertionError("a block ended before its futures"))
-            if n % 2:
-                with pytest.raises(dist.RemoteException), dist.sync():
-                    dist.remotecall(fail_after, cluster[0], 0.0, str(n))
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(5):
+            with dist.sync():
+                futures = [dist.remotecall(identity, p, n) for p in cluster]
+            assert all(f.isready() for f in futures), "a block ended before its futures"
+        if n % 2:
+            with pytest.raises(dist.RemoteException), dist.sync():
+                dist.remotecall(fail_after, cluster[0], 0.0, str(n))
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    assert not errors
+    in_threads(run, 8)
     assert _future._track is None
 
 
