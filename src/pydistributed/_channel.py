@@ -254,10 +254,8 @@ class Channel:
                 waited.
             TimeoutError: ``timeout`` ran out first.
         """
-        deadline = _deadline(timeout)
         with self._lock:
-            while not self._ready_or_raise():
-                _wait(self._peekers, deadline, "fetch")
+            self._wait_for_item(timeout, "fetch")
             return self._buffer[0] if self._size else self._pending[0].value
 
     def wait(self, timeout: float | None = None) -> None:
@@ -271,10 +269,14 @@ class Channel:
                 waited.
             TimeoutError: ``timeout`` ran out first.
         """
-        deadline = _deadline(timeout)
         with self._lock:
-            while not self._ready_or_raise():
-                _wait(self._peekers, deadline, "wait")
+            self._wait_for_item(timeout, "wait")
+
+    def _wait_for_item(self, timeout: float | None, what: str) -> None:
+        """With the lock held: wait until an item is available, without taking it."""
+        deadline = _deadline(timeout)
+        while not self._ready_or_raise():
+            _wait(self._peekers, deadline, what)
 
     def isready(self) -> bool:
         """Whether a :meth:`take` would return at once: an item is buffered, or a putter waits."""
