@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -333,38 +333,34 @@ def test_retry_check_state_is_the_delays_left(cluster4: list[int]) -> None:
     assert states == [[0.01, 0.02], [0.02], []]
 
 
-def test_retries_after_a_worker_is_killed(workers4: list[int]) -> None:
-    victim = workers4[1]
-    ospid = ospid_of(victim)
-
-    def kill_soon() -> None:
-        time.sleep(0.4)
-        os.kill(ospid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_soon)
+def killed_during(pid: int, delay: float, run: Callable[[], Any]) -> Any:
+    """``run()``, with worker ``pid`` SIGKILLed ``delay`` seconds after it started."""
+    ospid = ospid_of(pid)
+    killer = threading.Timer(delay, os.kill, (ospid, signal.SIGKILL))
     killer.start()
     try:
-        results = dist.pmap(slow_square, range(200), retry_delays=dist.ExponentialBackOff(n=3))
+        return run()
     finally:
         killer.join()
+
+
+def test_retries_after_a_worker_is_killed(workers4: list[int]) -> None:
+    victim = workers4[1]
+    results = killed_during(
+        victim,
+        0.4,
+        lambda: dist.pmap(slow_square, range(200), retry_delays=dist.ExponentialBackOff(n=3)),
+    )
     assert results == [x * x for x in range(200)]
     assert victim not in dist.workers()
 
 
 def test_batches_are_retried_after_a_worker_is_killed(workers4: list[int]) -> None:
-    victim = workers4[2]
-    ospid = ospid_of(victim)
-
-    def kill_soon() -> None:
-        time.sleep(0.3)
-        os.kill(ospid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_soon)
-    killer.start()
-    try:
-        results = dist.pmap(slow_square, range(200), batch_size=5, retry_delays=[0.01] * 3)
-    finally:
-        killer.join()
+    results = killed_during(
+        workers4[2],
+        0.3,
+        lambda: dist.pmap(slow_square, range(200), batch_size=5, retry_delays=[0.01] * 3),
+    )
     assert results == [x * x for x in range(200)]
 
 
