@@ -49,6 +49,14 @@ def _check(
     return Check(target, "PASS" if test(*values) else "MISS", detail(*values))
 
 
+def _at_least(a: float, b: float) -> bool:
+    return a >= b
+
+
+def _rates(a: float, b: float) -> str:
+    return f"{a:,.0f}/s vs {b:,.0f}/s"
+
+
 def checks(cfg: Config, results: Results) -> list[Check]:
     w = cfg.workers
     out = []
@@ -94,8 +102,8 @@ def checks(cfg: Config, results: Results) -> list[Check]:
         _check(
             f"{cfg.tp_calls:,} remotecalls then fetch >= Pool.apply_async",
             [tp("pydistributed", "pydistributed"), tp("mp_pool", "Pool")],
-            lambda a, b: a >= b,
-            lambda a, b: f"{a:,.0f}/s vs {b:,.0f}/s",
+            _at_least,
+            _rates,
         )
     )
 
@@ -106,8 +114,8 @@ def checks(cfg: Config, results: Results) -> list[Check]:
         _check(
             'pmap batch_size="auto" >= Pool.map',
             [mp("pydistributed", "pmap", 'batch_size="auto"'), mp("mp_pool", "Pool.map")],
-            lambda a, b: a >= b,
-            lambda a, b: f"{a:,.0f}/s vs {b:,.0f}/s",
+            _at_least,
+            _rates,
         )
     )
     one = mp("pydistributed", "pmap", "batch_size=1")

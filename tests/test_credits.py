@@ -49,7 +49,7 @@ def test_puts_spend_credits_and_keep_order(cluster: list[int]) -> None:
     assert credits_here(rc) == 250
     for i in range(200):
         rc.put(i)
-    assert credits_here(rc) == 50 or credits_here(rc) > 50  # topped up, or not yet
+    assert credits_here(rc) >= 50  # 250 granted, 200 spent; more if topped up already
     assert take_n(rc, 201) == [-1, *range(200)]
     assert not rc.isready()
 
