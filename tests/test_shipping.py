@@ -144,3 +144,81 @@ def test_large_result_made_on_the_worker(cluster: list[int]) -> None:
     data = dist.remotecall_fetch(lambda n: b"\x07" * n, cluster[0], 30 * 2**20)
     assert len(data) == 30 * 2**20
     assert data.count(b"\x07") == len(data)
+
+
+# -- functions sent as a cached reference (_funcref) ----------------------------------------
+
+_MODULE = "shipped_by_name_{}"
+
+
+def _write_module(path: Any, name: str, value: int) -> None:
+    source = f"def answer():\n    return {value}\n\n\ndef other():\n    return -1\n"
+    (path / f"{name}.py").write_text(source)
+
+
+def _reload(name: str) -> int:
+    import importlib
+
+    importlib.invalidate_caches()
+    return importlib.reload(sys.modules[name]).answer()
+
+
+def _import(path: str, name: str) -> int:
+    import importlib
+
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module(name).answer()
+
+
+def test_a_function_sent_by_reference_follows_a_reload_on_both_ends(
+    workers2: list[int], tmp_path: Any
+) -> None:
+    import importlib
+
+    name = _MODULE.format(os.getpid())
+    _write_module(tmp_path, name, 1)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module(name)
+        w = workers2[0]
+        assert dist.remotecall_fetch(_import, w, str(tmp_path), name) == 1
+        for _ in range(3):  # the reference is cached on both ends after the first call
+            assert dist.remotecall_fetch(module.answer, w) == 1
+        _write_module(tmp_path, name, 2)
+        # Reloaded on the worker only: the master's reference still names `answer`, which the
+        # worker now finds as its new function.
+        assert dist.remotecall_fetch(_reload, w, name) == 2
+        assert dist.remotecall_fetch(module.answer, w) == 2
+        # Reloaded here too: a new function object, the same name.
+        importlib.invalidate_caches()
+        module = importlib.reload(module)
+        assert dist.remotecall_fetch(module.answer, w) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+
+
+def test_a_function_whose_name_was_rebound_goes_by_value(
+    workers2: list[int], tmp_path: Any
+) -> None:
+    import importlib
+
+    name = _MODULE.format(os.getpid()) + "_rebound"
+    _write_module(tmp_path, name, 7)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module(name)
+        w = workers2[0]
+        assert dist.remotecall_fetch(_import, w, str(tmp_path), name) == 7
+        original = module.answer
+        assert dist.remotecall_fetch(original, w) == 7
+        # The name now leads elsewhere here: `original` can no longer go by name, and a call
+        # by name must not reach the worker's `answer` in its place... nor must the cached
+        # reference of `original` be used for `other`.
+        module.answer = module.other
+        assert dist.remotecall_fetch(original, w) == 7
+        assert dist.remotecall_fetch(module.answer, w) == -1
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)

@@ -32,7 +32,7 @@ from . import _interrupt
 from ._exceptions import ProcessExitedException, ProtocolError
 from ._transport import Connection
 from ._waiter import Waiter
-from .protocol import Frame
+from .protocol import Frame, Kind
 
 __all__ = ("FLUSH_DELAY", "STALE", "Engine")
 
@@ -50,12 +50,15 @@ _SLOW_FLUSH = 0.0012
 _IDLE_EXIT = 30.0
 _SLICE = 0.1
 _KEEP_THREADS = 2
-_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+# Level-triggered: only the leader waits in epoll; a thread that reads a connection itself
+# takes it out of the set meanwhile (see read_for).
+_ARMED = select.EPOLLIN
 # The real sleep: workers replace time.sleep by an interruptible one for the calls they run.
 _sleep = time.sleep
 get_ident = threading.get_ident
 _VACANT = 0
 _COMING = -1
+_RESULT = Kind.RESULT
 
 
 class Engine:
@@ -63,13 +66,14 @@ class Engine:
 
     Args:
         handle_frame: called for every frame received, by whichever thread read it; it must
-            not block (it queues blocking work with :meth:`submit`).
+            not block, and returns a task (a zero-argument callable) to run on a pool thread,
+            or ``None``.
         on_lost: called once for a connection that reached EOF or sent garbage.
     """
 
     def __init__(
         self,
-        handle_frame: Callable[[Connection, Frame], None],
+        handle_frame: Callable[[Connection, Frame], Callable[[], object] | None],
         on_lost: Callable[[Connection], None],
     ) -> None:
         self._handle_frame = handle_frame
@@ -243,32 +247,94 @@ class Engine:
             self._serve(me)
 
     def _serve(self, me: int) -> None:
-        """Lead; run tasks in place when there are any; lead again unless replaced."""
+        """Lead; run tasks in place when there are any; lead again unless replaced.
+
+        One loop, the round trip's hot path on the callee: a call read here is run here.
+        """
+        tasks = self._tasks
+        state = self._state
+        inline = self._inline
+        conns = self._conns
+        poll = self._epoll.poll
+        wake_r = self._wake_r
+        monotonic = time.monotonic
         while True:
             try:
-                self._lead()
+                # Lead until queued tasks need this thread: nobody else runs them, or those
+                # who do have not taken one for STALE seconds.
+                while not tasks or (self._runners and monotonic() - self._last_pop <= STALE):
+                    timeout = STALE if tasks else -1.0
+                    if self._dirty:
+                        due = self._flush_due()
+                        if due <= 0:
+                            self.flush()
+                            continue
+                        timeout = due if timeout < 0 else min(due, timeout)
+                    for fd, _mask in poll(timeout):
+                        if fd == wake_r:
+                            self._drain_kicks()
+                            continue
+                        conn = conns.get(fd)
+                        # Not blocking: another thread may have read what woke us meanwhile.
+                        if conn is not None and conn.read_lock.acquire(blocking=False):
+                            try:
+                                alive = self._read(conn, 0)
+                            except TimeoutError:
+                                alive = True
+                            finally:
+                                conn.read_lock.release()
+                            if not alive:
+                                self._lost(conn)
             except BaseException:
                 log.exception("pydistributed engine leader failed")
-            with self._state:
-                now = time.monotonic()
+            with state:
                 self._leader = _VACANT
-                self._vacant_since = self._last_vacate = now
+                self._vacant_since = self._last_vacate = monotonic()
                 self._runners += 1
                 if not self._watching:
                     self._watching = True
                     self._watch.notify()
-            self._inline.add(me)
+            inline.add(me)
             try:
-                self._run_tasks()
+                while tasks:
+                    try:
+                        task = tasks.popleft()
+                    except IndexError:
+                        break
+                    self._last_pop = now = monotonic()
+                    if self._dirty and now - self._dirty_since > FLUSH_DELAY:
+                        self.flush()
+                    try:
+                        task()
+                    except BaseException:
+                        log.exception("pydistributed task failed")
+                    finally:
+                        if me in self._stuck:
+                            with state:
+                                self._stuck.discard(me)
+                                self._runners += 1
+                if self._dirty:
+                    self.flush()
             finally:
-                self._inline.discard(me)
-                with self._state:
+                inline.discard(me)
+                with state:
                     self._runners -= 1
                     lead_again = self._leader == _VACANT
                     if lead_again:
                         self._leader = me
             if not lead_again:
                 return
+
+    def _drain_kicks(self) -> None:
+        # Drain before clearing the flag: a kick in between would leave the flag set and the
+        # pipe empty, and every later kick would be lost. A kick skipped because the flag is
+        # still set is seen by the leader's loop checks.
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self._woken = False
 
     def _watchdog(self) -> None:
         tick = FLUSH_DELAY
@@ -311,75 +377,6 @@ class Engine:
                     if self._dirty or self._outside:
                         self._watching = True
 
-    def _lead(self) -> None:
-        """Wait for and dispatch input; return when queued tasks need this thread."""
-        while True:
-            if self._tasks and (self._runners == 0 or time.monotonic() - self._last_pop > STALE):
-                return
-            timeout = STALE if self._tasks else -1.0
-            if self._dirty:
-                due = self._flush_due()
-                if due <= 0:
-                    self.flush()
-                    continue
-                timeout = due if timeout < 0 else min(due, timeout)
-            events = self._epoll.poll(timeout)
-            for fd, _mask in events:
-                if fd == self._wake_r:
-                    # Drain before clearing the flag: a kick in between would leave the flag
-                    # set and the pipe empty, and every later kick would be lost. A kick
-                    # skipped because the flag is still set is seen by the loop's checks.
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    self._woken = False
-                    continue
-                conn = self._conns.get(fd)
-                if conn is not None and conn.read_lock.acquire(blocking=False):
-                    # Not blocking: another thread may have read what woke us meanwhile.
-                    try:
-                        alive = self._read(conn, 0)
-                    except TimeoutError:
-                        alive = True
-                    finally:
-                        conn.read_lock.release()
-                    if not alive:
-                        self._lost(conn)
-                        continue
-                    try:
-                        self._epoll.modify(fd, _ARMED)
-                    except (OSError, ValueError):
-                        pass
-
-    def _run_tasks(self) -> None:
-        me = get_ident()
-        tasks = self._tasks
-        while True:
-            task = None
-            if tasks:  # checked first: a raised IndexError costs more than a small task
-                try:
-                    task = tasks.popleft()
-                except IndexError:
-                    pass
-            if task is None:
-                if self._dirty:
-                    self.flush()
-                return
-            self._last_pop = time.monotonic()
-            if self._dirty and self._last_pop - self._dirty_since > FLUSH_DELAY:
-                self.flush()
-            try:
-                task()
-            except BaseException:
-                log.exception("pydistributed task failed")
-            finally:
-                if me in self._stuck:
-                    with self._state:
-                        self._stuck.discard(me)
-                        self._runners += 1
-
     # -- reading ---------------------------------------------------------------------------
 
     def _read(self, conn: Connection, timeout: float | None) -> bool:
@@ -393,15 +390,80 @@ class Engine:
         except ProtocolError as exc:
             log.warning("dropping connection to %s: %s", conn.peer, exc)
             return False
+        self._dispatch(conn)
+        return True
+
+    def _dispatch(self, conn: Connection, key: tuple[int, int] | None = None) -> Frame | None:
+        """Handle the frames decoded on ``conn`` and queue the tasks they make; with ``key``,
+        the RESULT frame answering it is returned instead of handled."""
         frames = conn.decoder.frames
         handle = self._handle_frame
+        tasks = self._tasks
+        queued = False
+        reply = None
         while frames:
             frame = frames.popleft()
+            if key is not None and frame.kind is _RESULT and frame.response == key:
+                reply, key = frame, None
+                continue
             try:
-                handle(conn, frame)
+                task = handle(conn, frame)
             except Exception:
                 log.exception("failed to handle a %s message from %s", frame.kind.name, conn.peer)
-        return True
+                continue
+            if task is not None:
+                tasks.append(task)
+                queued = True
+        if queued and self._leader != get_ident():
+            self._kick()
+        return reply
+
+    def exchange(
+        self, conn: Connection, request: list[bytes | bytearray | memoryview], key: tuple[int, int]
+    ) -> Frame | None:
+        """Send ``request`` and read ``conn`` in this thread until the RESULT frame answering
+        ``key`` comes; return that frame. The round trip's fast path: no waiter, no hand-off.
+
+        Returns ``None``, having sent nothing, when this thread cannot read ``conn`` now
+        (another thread reads it, or this thread runs a call that must stay interruptible):
+        use :meth:`read_for` then. Raises :class:`ProcessExitedException` when the connection
+        is lost.
+        """
+        me = get_ident()
+        if me in self._inline or me in _interrupt.calls_running:
+            return None
+        read_lock = conn.read_lock
+        if not read_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._dirty:
+                self.flush(conn)
+            try:
+                self._epoll.modify(conn.fileno, 0)
+            except (OSError, ValueError):
+                pass
+            conn.write_frame(request)
+            reply = None
+            while reply is None:
+                try:
+                    alive = conn.read_some()
+                except ProtocolError as exc:
+                    log.warning("dropping connection to %s: %s", conn.peer, exc)
+                    alive = False
+                if not alive:
+                    conn.close()
+                    raise ProcessExitedException(conn.peer)
+                reply = self._dispatch(conn, key)
+            return reply
+        finally:
+            read_lock.release()
+            if conn.closed:
+                self._lost(conn)
+            else:
+                try:
+                    self._epoll.modify(conn.fileno, _ARMED)
+                except (OSError, ValueError):
+                    pass
 
     def read_for(
         self,

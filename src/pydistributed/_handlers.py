@@ -10,19 +10,21 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from ._cluster import PGRP
 from ._exceptions import ProcessExitedException
 from ._failure import Failure, capture
+from ._funcref import resolve
 from ._interrupt import call_interruptibly
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads, raw_loads
 from ._transport import Connection
 from .protocol import Frame, Kind
 
-__all__ = ("handle_frame", "report_remote_do_error", "run_call", "send_result")
+__all__ = ("handle_frame", "reply_value", "report_remote_do_error", "run_call", "send_result")
 
 log = logging.getLogger("pydistributed")
 
@@ -34,7 +36,6 @@ _CALL, _CALL_FETCH, _CALL_WAIT, _REMOTE_DO, _RESULT = (
     Kind.REMOTE_DO,
     Kind.RESULT,
 )
-_CALLS = frozenset({_CALL, _CALL_FETCH, _CALL_WAIT, _REMOTE_DO})
 _NO_REF = (0, 0)
 OK = "ok"
 # Results of remotecall at most this large (pickled) are pushed to the caller unasked.
@@ -43,31 +44,40 @@ PUSH_LIMIT = 1 << 16
 NOT_PUSHED = b""
 
 
-def handle_frame(conn: Connection, frame: Frame) -> None:
-    """Dispatch one received frame (runs in the reading thread; never blocks)."""
+def handle_frame(conn: Connection, frame: Frame) -> Callable[[], object] | None:
+    """Dispatch one received frame (runs in the reading thread; never blocks).
+
+    Returns the task that runs a call, for the engine to queue.
+    """
     kind = frame.kind
     if kind is _RESULT:
         waiter = conn.pending.pop(frame.response, None)
         if waiter is None:
             _receive_push(conn, frame)
-            return
+            return None
         try:
-            value = raw_loads(frame.payload, buffers=frame.buffers)
+            waiter.set(reply_value(frame))
         except Exception as exc:
-            waiter.fail(capture(exc, PGRP.myid).exception())
-            return
-        if type(value) is Failure:
-            waiter.fail(value.exception())
-        else:
-            waiter.set(value)
-    elif kind in _CALLS:
-        entry = None
-        if kind is _CALL or kind is _CALL_WAIT:
-            # Made before the call runs, so a release that overtakes the call finds it.
-            entry = TABLE.lookup(RRID(*frame.response))
-        PGRP.engine.submit(partial(run_call, conn, frame, entry))
-    else:
-        log.warning("pydistributed: unexpected %s message from %s", kind.name, conn.peer)
+            waiter.fail(exc)
+        return None
+    if kind is _CALL_FETCH or kind is _REMOTE_DO:
+        return partial(run_call, conn, frame, None)
+    if kind is _CALL or kind is _CALL_WAIT:
+        # Made before the call runs, so a release that overtakes the call finds it.
+        return partial(run_call, conn, frame, TABLE.lookup(RRID(*frame.response)))
+    log.warning("pydistributed: unexpected %s message from %s", kind.name, conn.peer)
+    return None
+
+
+def reply_value(frame: Frame) -> Any:
+    """The value a RESULT frame carries; raise the error it carries instead."""
+    try:
+        value = raw_loads(frame.payload, buffers=frame.buffers)
+    except Exception as exc:
+        value = capture(exc, PGRP.myid)
+    if type(value) is Failure:
+        raise value.exception()
+    return value
 
 
 def _receive_push(conn: Connection, frame: Frame) -> None:
@@ -121,6 +131,8 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
     try:
         function, args, kwargs = raw_loads(frame.payload, buffers=frame.buffers)
         frame.payload = b""
+        if type(function) is bytes:
+            function = resolve(function)
         value = call_interruptibly(function, args, kwargs)
     except BaseException as exc:
         failed = True

@@ -11,7 +11,7 @@ from ._cluster import PGRP
 from ._exceptions import ChannelClosed, FutureAlreadySet, RemoteException
 from ._failure import capture
 from ._future import Future
-from ._handlers import OK, report_remote_do_error
+from ._handlers import OK, reply_value, report_remote_do_error
 from ._refs import RRID, TABLE, RemoteValue, next_id, next_rrid
 from ._serialize import dumps
 from ._transport import Connection
@@ -65,11 +65,16 @@ def _request(
         request = encode_frame(kind, payload, key, _NO_REF, buffers)
     else:
         request = encode_frame(kind, payload, response, key, buffers)
+    engine = PGRP.engine
+    if timeout is None:
+        reply = engine.exchange(conn, request, key)
+        if reply is not None:
+            return reply_value(reply)
     waiter = Waiter()
     pending = conn.pending
     pending[key] = waiter
     try:
-        done = PGRP.engine.read_for(conn, waiter, timeout, request)
+        done = engine.read_for(conn, waiter, timeout, request)
     finally:
         pending.pop(key, None)
     if not done:

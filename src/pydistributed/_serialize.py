@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._byvalue import pickled
+from ._funcref import reference
 
 __all__ = ("OOB_THRESHOLD", "destination", "dumps", "loads")
 
@@ -88,6 +89,9 @@ class _Pickler(pickle.Pickler):
 
 
 _FUNCTION = types.FunctionType
+# Values that hold no buffer and nothing for the reducer: plain pickle.dumps pickles them.
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+_plain_dumps = pickle.dumps
 _modules = sys.modules
 
 
@@ -143,10 +147,18 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
     """Pickle ``obj`` for process ``dest``; return the payload and its out-of-band buffers.
 
     Large ``bytes`` at the top of ``obj`` (its arguments, with ``call`` for a
-    ``(f, args, kwargs)`` message) go out of band.
+    ``(f, args, kwargs)`` message) go out of band. A call's ``f`` found by name at the top of
+    its module goes as a reference (see :mod:`._funcref`): the receiver resolves a ``bytes``
+    ``f`` with :func:`._funcref.resolve`.
     """
+    if type(obj) in _PLAIN:
+        return _plain_dumps(obj, 5), []
     if call:
-        args, kwargs = obj[1], obj[2]
+        f, args, kwargs = obj
+        if type(f) is _FUNCTION:
+            ref = reference(f)
+            if ref is not None:
+                obj = (ref, args, kwargs)
         if bytes in map(type, args) or (kwargs and bytes in map(type, kwargs.values())):
             obj = _wrap_call(obj)
     elif type(obj) is bytes or type(obj) is tuple:
@@ -166,16 +178,18 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
     encoder.dest = dest
     encoder.busy = True
     chunks = encoder.chunks
+    buffers = encoder.buffers
     try:
         encoder.pickler.dump(obj)
         payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        buffers = encoder.buffers
     finally:
         chunks.clear()
-        encoder.buffers = []
+        if buffers:
+            encoder.buffers = []
         encoder.pickler.clear_memo()
         encoder.busy = False
-    return payload, buffers
+    # The encoder's list when it stayed empty: the caller gets a list of its own.
+    return payload, buffers or []
 
 
 def loads(payload: Any, buffers: Sequence[Any] | None = None) -> Any:

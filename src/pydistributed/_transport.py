@@ -32,6 +32,7 @@ _IOV_MAX = 512
 _JOIN = 1 << 16
 # Deferred frames are sent once this many wait in an outbox.
 _BATCH_FRAMES = 128
+_DONTWAIT = socket.MSG_DONTWAIT
 
 # When set, called before any frame is sent: the write-behind puts still waiting in this
 # process go first, so no message that shows a put returned arrives before the put
@@ -221,7 +222,7 @@ class Connection:
         flags = 0
         if timeout is not None:
             if timeout <= 0:
-                flags = socket.MSG_DONTWAIT
+                flags = _DONTWAIT
             elif not select.select([self.sock], [], [], timeout)[0]:
                 raise TimeoutError
         decoder = self.decoder
@@ -240,8 +241,9 @@ class Connection:
             log.debug("receive from %s failed: %s", self.peer, exc)
             return False
         if n:
-            decoder.receive_data(self._scratch_view[:n])
-        return n > 0
+            decoder.receive_view(self._scratch_view[:n])
+            return True
+        return False
 
     def next_frame(self) -> Frame | None:
         """The next complete frame received, or ``None``."""

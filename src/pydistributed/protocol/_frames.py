@@ -178,8 +178,23 @@ class FrameDecoder:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Consume ``data``; complete frames become available from :meth:`next_frame`."""
-        view = memoryview(data).cast("B")
-        pos, end = 0, len(view)
+        self.receive_view(memoryview(data).cast("B"))
+
+    def receive_view(self, view: memoryview) -> None:
+        """:meth:`receive_data` for a memoryview of unsigned bytes (format ``"B"``)."""
+        end = len(view)
+        if self._state is _IN_HEADER and not self._scratch and end >= _HEADER_SIZE:
+            # The usual case: ``data`` holds exactly one small frame without buffers.
+            header = _unpack_header(view)
+            if header[2] == 0 and end - _HEADER_SIZE == header[3]:
+                kind = _KINDS.get(header[0])
+                if kind is None or end > self.max_frame:
+                    self._check_header(header)
+                self.frames.append(
+                    Frame(kind, bytes(view[_HEADER_SIZE:]), header[4:6], header[6:8])  # type: ignore[arg-type]
+                )
+                return
+        pos = 0
         while pos < end:
             if self._state is _IN_HEADER and not self._scratch and end - pos >= _HEADER_SIZE:
                 # Fast path: a whole small frame without buffers sits in ``data``.
@@ -192,12 +207,7 @@ class FrameDecoder:
                         self._check_header(header)
                     pos = start + size
                     self.frames.append(
-                        Frame(
-                            kind,  # type: ignore[arg-type]
-                            bytes(view[start:pos]),
-                            (header[4], header[5]),
-                            (header[6], header[7]),
-                        )
+                        Frame(kind, bytes(view[start:pos]), header[4:6], header[6:8])  # type: ignore[arg-type]
                     )
                     continue
             if self._state is _IN_BODY:
