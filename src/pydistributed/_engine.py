@@ -86,6 +86,8 @@ class Engine:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._woken = False
         self._tasks: deque[Callable[[], object]] = deque()
+        #: How many calls are queued, waiting to run (a bound C method: it is on hot paths).
+        self.busy: Callable[[], int] = self._tasks.__len__
         self._state = threading.Lock()
         self._follow = threading.Condition(self._state)
         self._watch = threading.Condition(self._state)
@@ -146,10 +148,6 @@ class Engine:
         self._tasks.append(task)
         if self._leader != get_ident():
             self._kick()
-
-    def busy(self) -> bool:
-        """Whether calls are queued, waiting to run."""
-        return bool(self._tasks)
 
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has deferred frames in its outbox: flush them soon.
@@ -276,7 +274,7 @@ class Engine:
                             continue
                         conn = conns.get(fd)
                         # Not blocking: another thread may have read what woke us meanwhile.
-                        if conn is not None and conn.read_lock.acquire(blocking=False):
+                        if conn is not None and conn.read_lock.acquire(False):
                             try:
                                 alive = self._read(conn, 0)
                             except TimeoutError:
@@ -287,13 +285,15 @@ class Engine:
                                 self._lost(conn)
             except BaseException:
                 log.exception("pydistributed engine leader failed")
-            with state:
-                self._leader = _VACANT
-                self._vacant_since = self._last_vacate = monotonic()
-                self._runners += 1
-                if not self._watching:
-                    self._watching = True
-                    self._watch.notify()
+            # Plain acquire/release (no raise in between): cheaper than ``with`` here.
+            state.acquire()
+            self._vacant_since = self._last_vacate = monotonic()
+            self._leader = _VACANT
+            self._runners += 1
+            if not self._watching:
+                self._watching = True
+                self._watch.notify()
+            state.release()
             inline.add(me)
             try:
                 while tasks:
@@ -317,11 +317,12 @@ class Engine:
                     self.flush()
             finally:
                 inline.discard(me)
-                with state:
-                    self._runners -= 1
-                    lead_again = self._leader == _VACANT
-                    if lead_again:
-                        self._leader = me
+                state.acquire()
+                self._runners -= 1
+                lead_again = self._leader == _VACANT
+                if lead_again:
+                    self._leader = me
+                state.release()
             if not lead_again:
                 return
 
@@ -433,7 +434,7 @@ class Engine:
         if me in self._inline or me in _interrupt.calls_running:
             return None
         read_lock = conn.read_lock
-        if not read_lock.acquire(blocking=False):
+        if not read_lock.acquire(False):
             return None
         try:
             if self._dirty:
@@ -443,8 +444,8 @@ class Engine:
             except (OSError, ValueError):
                 pass
             conn.write_frame(request)
-            reply = None
-            while reply is None:
+            frames = conn.decoder.frames
+            while True:
                 try:
                     alive = conn.read_some()
                 except ProtocolError as exc:
@@ -453,8 +454,14 @@ class Engine:
                 if not alive:
                     conn.close()
                     raise ProcessExitedException(conn.peer)
+                if len(frames) == 1:  # most often: just the reply
+                    frame = frames[0]
+                    if frame.kind is _RESULT and frame.response == key:
+                        frames.clear()
+                        return frame
                 reply = self._dispatch(conn, key)
-            return reply
+                if reply is not None:
+                    return reply
         finally:
             read_lock.release()
             if conn.closed:

@@ -108,7 +108,7 @@ def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None
     # the reply to the last queued call goes out at once.
     engine = PGRP.engine
     try:
-        if conn.send(_RESULT, payload, response, _NO_REF, buffers, defer=engine.busy()):
+        if conn.send(_RESULT, payload, response, _NO_REF, buffers, defer=engine.busy() > 0):
             engine.mark_dirty(conn)
     except ProcessExitedException:
         pass
@@ -118,7 +118,7 @@ def _send_payload(conn: Connection, payload: bytes, response: tuple[int, int]) -
     """Send an already pickled result (no out-of-band buffers) as the reply to ``response``."""
     engine = PGRP.engine
     try:
-        if conn.send(_RESULT, payload, response, _NO_REF, (), defer=engine.busy()):
+        if conn.send(_RESULT, payload, response, _NO_REF, (), defer=engine.busy() > 0):
             engine.mark_dirty(conn)
     except ProcessExitedException:
         pass

@@ -159,6 +159,10 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
             ref = reference(f)
             if ref is not None:
                 obj = (ref, args, kwargs)
+                if _PLAIN.issuperset(map(type, args)) and (
+                    not kwargs or _PLAIN.issuperset(map(type, kwargs.values()))
+                ):
+                    return _plain_dumps(obj, 5), []
         if bytes in map(type, args) or (kwargs and bytes in map(type, kwargs.values())):
             obj = _wrap_call(obj)
     elif type(obj) is bytes or type(obj) is tuple:

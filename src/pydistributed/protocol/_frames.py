@@ -47,6 +47,7 @@ MAX_BUFFERS = 1 << 12
 # Payloads at most this long are sent in the same buffer as their header.
 _COALESCE = 1 << 16
 _NO_REF = (0, 0)
+_pack_header = HEADER.pack
 # Body parts at least this large get their own anonymous mapping with transparent huge
 # pages: a fresh 100 MB bytearray costs ~80 ms of page faults, such a mapping ~15 ms.
 _MAPPED = 1 << 22
@@ -112,11 +113,10 @@ def encode_frame(
 
     Large payloads and out-of-band buffers are passed through without a copy.
     """
-    head = HEADER.pack(
-        kind, 0, len(buffers), len(payload), response[0], response[1], notify[0], notify[1]
-    )
-    if buffers:
-        head += b"".join([_LENGTH.pack(b.nbytes) for b in buffers])
+    if not buffers and len(payload) <= _COALESCE:
+        return [_pack_header(kind, 0, 0, len(payload), *response, *notify) + payload]
+    head = _pack_header(kind, 0, len(buffers), len(payload), *response, *notify)
+    head += b"".join([_LENGTH.pack(b.nbytes) for b in buffers])
     if len(payload) <= _COALESCE:
         return [head + payload, *buffers]
     return [head, payload, *buffers]
