@@ -22,7 +22,7 @@ from ._interrupt import call_interruptibly
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads, raw_loads
 from ._transport import Connection
-from .protocol import Frame, Kind
+from .protocol import Frame, Kind, encode_frame
 
 __all__ = ("handle_frame", "reply_value", "report_remote_do_error", "run_call", "send_result")
 
@@ -95,7 +95,7 @@ def _push(conn: Connection, response: tuple[int, int], value: Any) -> None:
         payload, buffers = NOT_PUSHED, []
     if len(payload) > PUSH_LIMIT or buffers:
         payload, buffers = NOT_PUSHED, []
-    _send_payload(conn, payload, response)
+    _reply(conn, payload, buffers, response)
 
 
 def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None:
@@ -104,21 +104,20 @@ def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None
         payload, buffers = dumps(value, conn.peer)
     except Exception as exc:
         payload, buffers = dumps(capture(exc, PGRP.myid), conn.peer)
+    _reply(conn, payload, buffers, response)
+
+
+def _reply(
+    conn: Connection, payload: bytes, buffers: list[memoryview], response: tuple[int, int]
+) -> None:
+    """Send a pickled result as the reply to ``response``."""
     # Replies wait in the outbox while more calls are queued here, to leave in one write;
     # the reply to the last queued call goes out at once.
     engine = PGRP.engine
     try:
-        if conn.send(_RESULT, payload, response, _NO_REF, buffers, defer=engine.busy() > 0):
-            engine.mark_dirty(conn)
-    except ProcessExitedException:
-        pass
-
-
-def _send_payload(conn: Connection, payload: bytes, response: tuple[int, int]) -> None:
-    """Send an already pickled result (no out-of-band buffers) as the reply to ``response``."""
-    engine = PGRP.engine
-    try:
-        if conn.send(_RESULT, payload, response, _NO_REF, (), defer=engine.busy() > 0):
+        if not engine.busy():
+            conn.write_frame(encode_frame(_RESULT, payload, response, _NO_REF, buffers))
+        elif conn.send(_RESULT, payload, response, _NO_REF, buffers, defer=True):
             engine.mark_dirty(conn)
     except ProcessExitedException:
         pass
