@@ -80,7 +80,7 @@ def _push(conn: Connection, response: tuple[int, int], value: Any) -> None:
     """Send a small result of a ``remotecall`` to the caller before it asks for it (or
     tell it that the result stays here, so it stops expecting one)."""
     try:
-        payload, buffers = dumps(value, conn.peer)
+        payload, buffers = dumps(value, conn.peer, by_reference=False)
     except Exception:
         payload, buffers = NOT_PUSHED, []
     if len(payload) > PUSH_LIMIT or buffers:
