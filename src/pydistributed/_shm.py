@@ -54,7 +54,7 @@ from ._exceptions import DistributedError, ProtocolError
 from ._transport import Connection
 from .protocol import Reference
 
-__all__ = ("POOL_BYTES", "THRESHOLD", "enabled", "resolver", "share")
+__all__ = ("POOL_BYTES", "THRESHOLD", "enabled", "resolver", "share", "trim")
 
 log = logging.getLogger("pydistributed")
 
@@ -164,13 +164,13 @@ class _Segment:
 
 
 class _Mapping:
-    """A read-only mapping here of a peer's segment, and the fd this process keeps for it
-    (to pass the segment on by reference)."""
+    """A read-only mapping here of a segment: a peer's (then this process keeps an fd of it,
+    to pass it on by reference) or our own ``segment``, come back."""
 
-    __slots__ = ("fd", "ref")
+    __slots__ = ("fd", "ref", "segment")
 
-    def __init__(self, fd: int, ref: weakref.ref[mmap.mmap]) -> None:
-        self.fd, self.ref = fd, ref
+    def __init__(self, fd: int, ref: weakref.ref[mmap.mmap], segment: _Segment | None) -> None:
+        self.fd, self.ref, self.segment = fd, ref, segment
 
 
 _lock = threading.Lock()
@@ -241,12 +241,14 @@ def _take_segment(size: int) -> _Segment:
     return best
 
 
-def _trim() -> None:
-    """Close free segments unused for a while (holds _lock)."""
-    now = time.monotonic()
-    for segment in [s for s in _free if now - s.freed > _IDLE]:
-        _free.remove(segment)
-        _forget(segment)
+def trim(idle: float = _IDLE) -> None:
+    """Close the free segments that were not used for ``idle`` seconds (0: all of them)."""
+    with _lock:
+        _drain()
+        now = time.monotonic()
+        for segment in [s for s in _free if now - s.freed >= idle]:
+            _free.remove(segment)
+            _forget(segment)
 
 
 # -- sending --------------------------------------------------------------------------------
@@ -269,6 +271,8 @@ def _holder(view: memoryview) -> tuple[int, int, _Segment | mmap.mmap] | None:
         mapping = _mappings.get(key)
         target = None if mapping is None else mapping.ref()
         if mapping is not None and target is not None and target is obj:
+            if mapping.segment is not None:
+                return mapping.segment.fd, _address(target), mapping.segment
             return mapping.fd, _address(target), target
         obj = obj.obj if type(obj) is memoryview else getattr(obj, "base", None)
     return None
@@ -439,8 +443,12 @@ def _map(peer: int, ospid: int, ref: Reference) -> memoryview:
             segment = _own.get(key)
             if segment is not None:
                 segment.users += 1
-        if segment is None:
+        try:
             mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        except BaseException:
+            if segment is not None:
+                _events.put(("view", segment))
+            raise
     except OSError as exc:
         os.close(fd)
         raise ProtocolError(f"cannot map shared-memory buffer {where}: {exc}") from None
@@ -448,13 +456,12 @@ def _map(peer: int, ospid: int, ref: Reference) -> memoryview:
         os.close(fd)
         raise
     if segment is not None:
-        # One of our own segments, coming back: a view of our own mapping of it.
+        # One of our own segments, come back: the sender's hold ends now, ours begins (a
+        # mapping of its own, so that its end is seen whatever view NumPy makes of it).
         os.close(fd)
-        view = memoryview(segment.map).toreadonly()[offset : offset + length]
-        weakref.finalize(view, _events.put, ("view", segment))
+        fd = segment.fd
         _notice(peer, serial)
-        return view
-    mapping = _Mapping(fd, weakref.ref(mapped))
+    mapping = _Mapping(fd, weakref.ref(mapped), segment)
     with _lock:
         _mappings[id(mapped)] = mapping
     weakref.finalize(mapped, _unmapped, id(mapped), mapping, peer, serial)
@@ -475,9 +482,12 @@ def _check(fd: int, where: str, offset: int, length: int) -> tuple[int, tuple[in
 
 def _unmapped(key: int, mapping: _Mapping, peer: int, serial: int) -> None:
     # A finalizer: no locks.
-    os.close(mapping.fd)
     _events.put(("mapping", key, mapping))
-    _notice(peer, serial)
+    if mapping.segment is not None:
+        _events.put(("view", mapping.segment))
+    else:
+        os.close(mapping.fd)
+        _notice(peer, serial)
 
 
 def _notice(peer: int, serial: int) -> None:
@@ -492,9 +502,7 @@ def _notify_forever() -> None:
         try:
             first = _notices.get(timeout=_IDLE)
         except queue.Empty:
-            with _lock:
-                _drain()
-                _trim()
+            trim()
             continue
         batches: defaultdict[int, list[int]] = defaultdict(list)
         item: tuple[int, int] | None = first
