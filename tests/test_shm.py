@@ -173,8 +173,10 @@ def test_kept_and_echoed_arrays_survive_later_sends(cluster: list[int]) -> None:
     a[:] = -1
     # Later sends of the same size may reuse segments: not those still in use.
     for seed in range(5):
-        dist.remotecall_fetch(describe, cluster[0], big(10 + seed))
-        dist.remotecall_fetch(identity, cluster[0], big(20 + seed))
+        sent = big(10 + seed)
+        assert dist.remotecall_fetch(describe, cluster[0], sent) == (False, float(sent.sum()))
+        sent = big(20 + seed)
+        assert np.array_equal(dist.remotecall_fetch(identity, cluster[0], sent), sent)
     assert np.array_equal(back, copy)
     assert dist.remotecall_fetch(kept_sum, cluster[0], "kept") == float(copy.sum())
     dist.remotecall_fetch(drop, cluster[0], "kept")

@@ -4,10 +4,12 @@ A buffer of at least :data:`THRESHOLD` bytes going to a process of this machine 
 into a shared-memory segment of the sender (an anonymous ``memfd``, taken from a small pool of
 pre-faulted ones) and the frame carries a descriptor in its place
 (:class:`~.protocol.Reference`). The receiver opens the segment through
-``/proc/<sender>/fd/<fd>``, maps it read-only, and gives pickle a view of the mapping: the
-NumPy array it rebuilds is that memory (read-only; nothing is copied on this side). When the
-last object using the mapping goes away, the receiver unmaps it and tells the sender (a
-batched ``REMOTE_DO`` of :func:`_released`), which may then reuse the segment.
+``/proc/<sender>/fd/<fd>``, maps it read-only, and gives pickle a view of the mapping (a
+``PickleBuffer``, one per message): the NumPy array it rebuilds is that memory (read-only;
+nothing is copied on this side). When the last object using that view goes away, the
+receiver tells the sender (a batched ``REMOTE_DO`` of :func:`_released`), which may then
+reuse the segment. The receiver keeps the mapping a while, so that the segment's next use
+finds its pages mapped already.
 
 A buffer that already lies in such a segment (an array received from another process, or
 one echoed back to its sender) goes by reference without a copy: segments are never written
@@ -27,7 +29,8 @@ anything else with :class:`ProtocolError` for that message only.
 Switches (environment, read at import): ``PYDISTRIBUTED_SHM=0`` turns it off in a process
 (that process neither sends nor accepts buffers by reference), ``PYDISTRIBUTED_SHM_THRESHOLD``
 (bytes, default 1 MiB), ``PYDISTRIBUTED_SHM_POOL`` (bytes of free segments kept for reuse,
-default 256 MiB; free segments unused for 10 s are closed).
+default 256 MiB; the same bound for peers' segments kept mapped; both are closed after 10 s
+unused).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import itertools
 import logging
 import mmap
 import os
+import pickle
 import queue
 import secrets
 import threading
@@ -163,23 +167,46 @@ class _Segment:
         os.close(self.fd)
 
 
-class _Mapping:
-    """A read-only mapping here of a segment: a peer's (then this process keeps an fd of it,
-    to pass it on by reference) or our own ``segment``, come back."""
+class _Cached:
+    """A read-only mapping here of a peer's segment, and the fd this process keeps of it (to
+    pass it on by reference). ``live`` counts the views of it handed out and not yet gone."""
 
-    __slots__ = ("fd", "ref", "segment")
+    __slots__ = ("address", "fd", "key", "live", "map", "size", "used")
 
-    def __init__(self, fd: int, ref: weakref.ref[mmap.mmap], segment: _Segment | None) -> None:
-        self.fd, self.ref, self.segment = fd, ref, segment
+    def __init__(self, fd: int, size: int, key: tuple[int, int, int]) -> None:
+        self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        self.fd, self.size, self.key = fd, size, key
+        self.address = _address(self.map)
+        self.live = 1
+        self.used = 0.0
+
+    def close(self) -> None:
+        try:
+            self.map.close()
+        except BufferError:  # cannot happen once ``live`` is 0; if it did, it goes with them
+            pass
+        os.close(self.fd)
+
+
+class _Handout:
+    """What this process knows of a buffer it was given by reference (the memoryview behind
+    the ``PickleBuffer`` pickle got): the fd and address of the mapping it lies in, and what
+    it keeps in use."""
+
+    __slots__ = ("address", "fd", "ref", "user")
+
+    def __init__(self, ref: weakref.ref[memoryview], fd: int, address: int, user: Any) -> None:
+        self.ref, self.fd, self.address, self.user = ref, fd, address, user
 
 
 _lock = threading.Lock()
 _serials = itertools.count(1)
 _own: dict[tuple[int, int], _Segment] = {}  # every segment of this process, by inode
-_own_maps: dict[int, _Segment] = {}  # ... by id() of its mapping
 _free: list[_Segment] = []
-_mappings: dict[int, _Mapping] = {}  # id() of a mapping -> _Mapping
-_holds: dict[tuple[int, int], _Segment | mmap.mmap] = {}  # (peer, serial) -> what it holds
+_cache: dict[tuple[int, int, int], _Cached] = {}  # (peer, dev, inode) -> its mapping here
+_handouts: dict[int, _Handout] = {}  # id() of a view given to pickle -> what it is
+# (peer, serial) -> what that send keeps in use: our segment, or a buffer we were given.
+_holds: dict[tuple[int, int], _Segment | memoryview] = {}
 # Finalizers run anywhere (in any thread, inside any lock): they only queue. Bookkeeping
 # events are applied by whoever takes _lock next; notices are sent by the notice thread.
 _events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -193,13 +220,17 @@ def _drain() -> None:
     """Apply the queued bookkeeping events (the caller holds ``_lock``)."""
     while True:
         try:
-            event = _events.get_nowait()
+            key, handout = _events.get_nowait()
         except queue.Empty:
             return
-        if event[0] == "view":
-            _unuse(event[1])
-        elif event[0] == "mapping" and _mappings.get(event[1]) is event[2]:
-            del _mappings[event[1]]
+        if _handouts.get(key) is handout:
+            del _handouts[key]
+        user = handout.user
+        if type(user) is _Segment:
+            _unuse(user)
+        else:
+            user.live -= 1
+            user.used = time.monotonic()
 
 
 def _unuse(segment: _Segment) -> None:
@@ -215,7 +246,6 @@ def _unuse(segment: _Segment) -> None:
 
 def _forget(segment: _Segment) -> None:
     del _own[segment.key]
-    del _own_maps[id(segment.map)]
     segment.close()
 
 
@@ -236,44 +266,53 @@ def _take_segment(size: int) -> _Segment:
     else:
         best = _Segment(-(-size // _GRAIN) * _GRAIN)
         _own[best.key] = best
-        _own_maps[id(best.map)] = best
     best.users = 1
     return best
 
 
+def _evict(idle: float, peer: int = 0) -> None:
+    """Unmap peers' segments no view uses (of ``peer`` only, if given) that were unused
+    for ``idle`` seconds, or beyond the size bound (holds _lock)."""
+    now = time.monotonic()
+    unused = sorted((c for c in _cache.values() if not c.live), key=lambda c: c.used)
+    total = sum(c.size for c in _cache.values())
+    for cached in unused:
+        if (not peer or cached.key[0] == peer) and (
+            now - cached.used >= idle or total > POOL_BYTES
+        ):
+            total -= cached.size
+            del _cache[cached.key]
+            cached.close()
+
+
 def trim(idle: float = _IDLE) -> None:
-    """Close the free segments that were not used for ``idle`` seconds (0: all of them)."""
+    """Close free segments and unmap peers' segments unused for ``idle`` seconds (0: all)."""
     with _lock:
         _drain()
         now = time.monotonic()
         for segment in [s for s in _free if now - s.freed >= idle]:
             _free.remove(segment)
             _forget(segment)
+        _evict(idle)
 
 
 # -- sending --------------------------------------------------------------------------------
 
 
-def _holder(view: memoryview) -> tuple[int, int, _Segment | mmap.mmap] | None:
-    """``(fd, address, owner)`` of the segment ``view`` lies in, if it is one of ours.
+def _holder(view: memoryview) -> _Handout | None:
+    """What we know of the buffer ``view`` lies in, if we were given it by reference.
 
     Found through the chain of objects the buffer comes from (``.obj`` of a memoryview,
-    ``.base`` of a NumPy array), so that the mapping is known to be alive.
+    ``.base`` of a NumPy array) down to the view we gave pickle, which is thus known to be
+    alive.
     """
     obj: Any = view.obj
     for _ in range(16):
         if obj is None:
             return None
-        key = id(obj)
-        segment = _own_maps.get(key)
-        if segment is not None and segment.map is obj:
-            return segment.fd, segment.address, segment
-        mapping = _mappings.get(key)
-        target = None if mapping is None else mapping.ref()
-        if mapping is not None and target is not None and target is obj:
-            if mapping.segment is not None:
-                return mapping.segment.fd, _address(target), mapping.segment
-            return mapping.fd, _address(target), target
+        handout = _handouts.get(id(obj))
+        if handout is not None and handout.ref() is obj:
+            return handout
         obj = obj.obj if type(obj) is memoryview else getattr(obj, "base", None)
     return None
 
@@ -282,13 +321,13 @@ def _by_reference(dest: int, view: memoryview) -> Reference:
     serial = next(_serials)
     with _lock:
         _drain()
-        found = _holder(view)
-        if found is not None:
-            fd, start, owner = found
-            if type(owner) is _Segment:
-                owner.users += 1
-            _holds[dest, serial] = owner
-            return Reference.make(fd, serial, _address(view) - start, view.nbytes)
+        handout = _holder(view)
+        given = None if handout is None else handout.ref()
+        if handout is not None and given is not None:
+            # Passed on as it is: holding what we were given keeps it unchanged.
+            _holds[dest, serial] = given
+            offset = _address(view) - handout.address
+            return Reference.make(handout.fd, serial, offset, view.nbytes)
         segment = _take_segment(view.nbytes)
     try:
         # memmove (ctypes) lets other threads run while it copies.
@@ -376,6 +415,7 @@ def _peer_left(pid: int) -> None:
         _drain()
         for peer, serial in [k for k in _holds if k[0] == pid]:
             _release_hold(peer, serial)
+        _evict(0, pid)
 
 
 # -- receiving ------------------------------------------------------------------------------
@@ -428,7 +468,7 @@ def _resolve(peer: int, buffers: list[Any]) -> Sequence[Any]:
     return out
 
 
-def _map(peer: int, ospid: int, ref: Reference) -> memoryview:
+def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
     """A read-only view of what ``ref`` describes; raise :class:`ProtocolError` if bad."""
     fd_number, serial, offset, length = ref.fields()
     where = f"fd {fd_number} of process {peer}"
@@ -436,36 +476,43 @@ def _map(peer: int, ospid: int, ref: Reference) -> memoryview:
         fd = os.open(f"/proc/{ospid}/fd/{fd_number}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ProtocolError(f"cannot open shared-memory buffer {where}: {exc.strerror}") from None
+    user: _Segment | _Cached | None = None
     try:
-        size, key = _check(fd, where, offset, length)
+        size, inode = _check(fd, where, offset, length)
+        key = (peer, *inode)
         with _lock:
             _drain()
-            segment = _own.get(key)
-            if segment is not None:
-                segment.users += 1
-        try:
-            mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-        except BaseException:
-            if segment is not None:
-                _events.put(("view", segment))
-            raise
+            user = _own.get(inode) or _cache.get(key)
+            if isinstance(user, _Segment):
+                user.users += 1
+            elif user is not None:
+                user.live += 1
+        if user is None:
+            user = _Cached(fd, size, key)
+            with _lock:
+                _cache[key] = user
+                _evict(_IDLE)
+        else:
+            os.close(fd)
     except OSError as exc:
-        os.close(fd)
+        if user is None:
+            os.close(fd)
         raise ProtocolError(f"cannot map shared-memory buffer {where}: {exc}") from None
     except BaseException:
-        os.close(fd)
+        if user is None:
+            os.close(fd)
         raise
-    if segment is not None:
-        # One of our own segments, come back: the sender's hold ends now, ours begins (a
-        # mapping of its own, so that its end is seen whatever view NumPy makes of it).
-        os.close(fd)
-        fd = segment.fd
+    if type(user) is _Segment:
+        # One of our own segments, come back: the sender's hold ends now, ours begins.
         _notice(peer, serial)
-    mapping = _Mapping(fd, weakref.ref(mapped), segment)
+    view = memoryview(user.map)[offset : offset + length].toreadonly()
+    handout = _Handout(weakref.ref(view), user.fd, user.address, user)
     with _lock:
-        _mappings[id(mapped)] = mapping
-    weakref.finalize(mapped, _unmapped, id(mapped), mapping, peer, serial)
-    return memoryview(mapped)[offset : offset + length]
+        _handouts[id(view)] = handout
+    weakref.finalize(view, _given_back, id(view), handout, peer, serial)
+    # Given to pickle wrapped: NumPy then keeps ``view`` itself for as long as the array (or
+    # any view of it) lives. Given a memoryview, it would keep only the mapping behind it.
+    return pickle.PickleBuffer(view)
 
 
 def _check(fd: int, where: str, offset: int, length: int) -> tuple[int, tuple[int, int]]:
@@ -480,13 +527,10 @@ def _check(fd: int, where: str, offset: int, length: int) -> tuple[int, tuple[in
     return st.st_size, (st.st_dev, st.st_ino)
 
 
-def _unmapped(key: int, mapping: _Mapping, peer: int, serial: int) -> None:
+def _given_back(key: int, handout: _Handout, peer: int, serial: int) -> None:
     # A finalizer: no locks.
-    _events.put(("mapping", key, mapping))
-    if mapping.segment is not None:
-        _events.put(("view", mapping.segment))
-    else:
-        os.close(mapping.fd)
+    _events.put((key, handout))
+    if type(handout.user) is not _Segment:
         _notice(peer, serial)
 
 
