@@ -149,6 +149,15 @@ def test_threshold(cluster: list[int]) -> None:
     assert dist.remotecall_fetch(describe, cluster[0], at) == (False, at.size)
 
 
+def test_futures_and_remote_channels(cluster: list[int]) -> None:
+    a = big(7)
+    future = dist.remotecall(doubled, cluster[0], a)
+    assert np.array_equal(future.fetch(), a * 2)
+    channel = dist.RemoteChannel(cluster[1])
+    channel.put(a)
+    assert np.array_equal(channel.take(), a)
+
+
 def test_large_bytes(cluster: list[int]) -> None:
     data = os.urandom(3 * MB)
     assert dist.remotecall_fetch(identity, cluster[0], data) == data

@@ -255,19 +255,26 @@ def _release_hold(peer: int, serial: int) -> None:
         _unuse(held)
 
 
-def _take_segment(size: int) -> _Segment:
-    """A segment of at least ``size`` bytes that nobody uses, marked used (holds _lock)."""
+def _take_free(size: int) -> _Segment | None:
+    """A free segment of at least ``size`` bytes (and not much more), marked used; or None
+    (the caller holds _lock)."""
     best = None
     for segment in _free:
         if size <= segment.size <= 2 * size + _GRAIN and (best is None or segment.size < best.size):
             best = segment
     if best is not None:
         _free.remove(best)
-    else:
-        best = _Segment(-(-size // _GRAIN) * _GRAIN)
-        _own[best.key] = best
-    best.users = 1
+        best.users = 1
     return best
+
+
+def _new_segment(size: int) -> _Segment:
+    """A new segment (made without the lock: faulting its pages in takes a while), used."""
+    segment = _Segment(-(-size // _GRAIN) * _GRAIN)
+    segment.users = 1
+    with _lock:
+        _own[segment.key] = segment
+    return segment
 
 
 def _evict(idle: float, peer: int = 0) -> None:
@@ -328,7 +335,9 @@ def _by_reference(dest: int, view: memoryview) -> Reference:
             _holds[dest, serial] = given
             offset = _address(view) - handout.address
             return Reference.make(handout.fd, serial, offset, view.nbytes)
-        segment = _take_segment(view.nbytes)
+        segment = _take_free(view.nbytes)
+    if segment is None:
+        segment = _new_segment(view.nbytes)
     try:
         # memmove (ctypes) lets other threads run while it copies.
         ctypes.memmove(segment.address, _address(view), view.nbytes)
@@ -380,6 +389,8 @@ def _takes(dest: int) -> bool:
     finally:
         os.close(fd)
     _receivers[dest] = answer is True
+    if answer is True and _notifier is None:
+        _start()  # also trims the pool when idle
     return answer is True
 
 
@@ -490,8 +501,14 @@ def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
         if user is None:
             user = _Cached(fd, size, key)
             with _lock:
-                _cache[key] = user
                 _evict(_IDLE)
+                if key in _cache:  # mapped meanwhile by another thread: use that one
+                    user.live = 0
+                    user.close()
+                    user = _cache[key]
+                    user.live += 1
+                else:
+                    _cache[key] = user
         else:
             os.close(fd)
     except OSError as exc:
