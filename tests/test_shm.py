@@ -72,6 +72,12 @@ def try_to_write(x: Any) -> str:
     return "written"
 
 
+def mapped_segments() -> int:
+    """Peers' segments this process keeps mapped, once every unused one was dropped."""
+    _shm.trim(0)
+    return len(_shm._cache)
+
+
 def holds_for(pid: int) -> int:
     return sum(1 for peer, _ in _shm._holds if peer == pid)
 
@@ -158,9 +164,13 @@ def test_futures_and_remote_channels(cluster: list[int]) -> None:
     assert np.array_equal(channel.take(), a)
 
 
-def test_large_bytes(cluster: list[int]) -> None:
+def test_large_bytes_and_bytearray(cluster: list[int]) -> None:
     data = os.urandom(3 * MB)
     assert dist.remotecall_fetch(identity, cluster[0], data) == data
+    array = bytearray(data)
+    back = dist.remotecall_fetch(identity, cluster[0], [array])
+    assert back == [array]
+    assert type(back[0]) is bytearray
 
 
 # -- what was sent does not change ------------------------------------------------------------
@@ -224,6 +234,9 @@ def test_sender_killed_after_sending(workers2: list[int]) -> None:
     expected = float(np.arange(MB).sum())
     assert dist.remotecall_fetch(kept_sum, receiver, "from-peer") == expected
     assert dist.remotecall_fetch(describe, receiver, big()) == (False, float(big().sum()))
+    # Once the array is dropped, nothing of the dead sender stays mapped on the receiver.
+    dist.remotecall_fetch(drop, receiver, "from-peer")
+    assert eventually(lambda: dist.remotecall_fetch(mapped_segments, receiver) == 0)
 
 
 # -- falling back to TCP --------------------------------------------------------------------------
