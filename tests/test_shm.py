@@ -134,6 +134,15 @@ def test_echo_returns_an_equal_read_only_array(cluster: list[int]) -> None:
         assert back.base is not None  # a view of the shared segment, no copy
 
 
+def test_fortran_order_and_slices(cluster: list[int]) -> None:
+    a = np.asfortranarray(big(8).reshape(512, 512))
+    back = dist.remotecall_fetch(identity, cluster[0], a)
+    assert np.array_equal(back, a)
+    assert back.flags.f_contiguous
+    part = back[:, 100:400]  # a view into the segment, sent on without a copy
+    assert np.array_equal(dist.remotecall_fetch(identity, cluster[0], part), part)
+
+
 def test_received_arrays_are_read_only_on_the_worker(cluster: list[int]) -> None:
     assert "read-only" in dist.remotecall_fetch(try_to_write, cluster[0], big())
 
