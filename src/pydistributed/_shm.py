@@ -451,8 +451,11 @@ class _Refused(Sequence[Any]):
 def resolver(conn: Connection) -> Callable[[list[Any]], Sequence[Any]]:
     """The hook of :class:`._transport.Connection`: maps what ``conn``'s peer sent by reference."""
 
+    link = weakref.ref(conn)  # the connection holds this function: no cycle through it
+
     def resolve(buffers: list[Any]) -> Sequence[Any]:
-        return _resolve(conn.peer, buffers)
+        conn = link()
+        return _resolve(0 if conn is None else conn.peer, buffers)
 
     return resolve
 
