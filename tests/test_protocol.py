@@ -12,6 +12,7 @@ import pytest
 import pydistributed
 from pydistributed import AuthenticationError, ProtocolError
 from pydistributed.protocol import (
+    BY_REFERENCE,
     HEADER,
     HELLO_SIZE,
     MAGIC,
@@ -22,6 +23,7 @@ from pydistributed.protocol import (
     FrameDecoder,
     Handshake,
     Kind,
+    Reference,
     encode_frame,
 )
 
@@ -148,6 +150,64 @@ def test_oversized_buffers_refused_on_their_lengths() -> None:
     lengths = (600).to_bytes(8, "little") + (600).to_bytes(8, "little")
     with pytest.raises(ProtocolError, match="limit"):
         decoder.receive_data(header(Kind.CALL, 10, nbuffers=2) + lengths)
+
+
+# -- buffers sent by reference ----------------------------------------------------------------
+
+
+def referring_frame() -> tuple[bytes, Reference]:
+    ref = Reference.make(7, 42, 4096, 1 << 30)
+    data = wire(Kind.CALL_FETCH, b"payload", (1, 2), (0, 0), [memoryview(b"inline"), ref])
+    return data, ref
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_references_are_resolved_by_the_owner(chunk: int | None) -> None:
+    data, ref = referring_frame()
+    seen: list[list[object]] = []
+
+    def resolve(buffers: list[object]) -> list[object]:
+        seen.append(list(buffers))
+        return ["mapped" if isinstance(b, Reference) else b for b in buffers]
+
+    decoder = FrameDecoder()
+    decoder.resolve = resolve
+    for i in range(0, len(data), chunk or len(data)):
+        decoder.receive_data(data[i : i + (chunk or len(data))])
+    decoder.receive_data(data)  # a second frame, and decoding goes on as usual after one
+    frames = drain(decoder)
+    assert len(frames) == 2
+    assert [bytes(b) if isinstance(b, bytearray) else b for b in frames[0].buffers] == [
+        b"inline",
+        "mapped",
+    ]
+    assert seen[0][1] == ref
+    assert ref.fields() == (7, 42, 4096, 1 << 30)
+
+
+def test_reference_marked_in_the_length_table() -> None:
+    data, ref = referring_frame()
+    lengths = data[HEADER.size : HEADER.size + 16]
+    assert int.from_bytes(lengths[8:], "little") == BY_REFERENCE | Reference.SIZE
+    assert data.endswith(ref)
+
+
+def test_references_refused_without_a_resolver() -> None:
+    with pytest.raises(ProtocolError, match="takes none"):
+        FrameDecoder().receive_data(referring_frame()[0])
+
+
+def test_referenced_size_counts_against_the_limit() -> None:
+    decoder = FrameDecoder(max_frame=1 << 20)
+    decoder.resolve = lambda buffers: pytest.fail("resolved a frame over the limit")
+    with pytest.raises(ProtocolError, match="limit"):
+        decoder.receive_data(referring_frame()[0])
+
+
+def test_reference_of_the_wrong_size_refused() -> None:
+    lengths = (BY_REFERENCE | 31).to_bytes(8, "little")
+    with pytest.raises(ProtocolError, match="descriptor"):
+        FrameDecoder().receive_data(header(Kind.CALL, 1, nbuffers=1) + lengths)
 
 
 def test_too_many_buffers_refused() -> None:

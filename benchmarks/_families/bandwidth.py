@@ -8,7 +8,9 @@ from benchmarks._plan import Request, Results
 from benchmarks._table import Column, Table
 
 NAME = "bandwidth"
-PEERS = ALL_PEERS
+# pydistributed twice: as it runs (shared memory between processes of one machine), and
+# with shared memory turned off (TCP, as between machines).
+PEERS = [*ALL_PEERS[:3], "pydistributed_tcp", *ALL_PEERS[3:]]
 
 
 def request(cfg: Config, peer: str, n: int) -> Request:
@@ -43,6 +45,7 @@ def tables(cfg: Config, results: Results) -> list[Table]:
     table.notes = [
         f"median of up to {cfg.bw_reps} runs after a warm-up; echo MB/s counts {cfg.bw_mb} MB",
         "raw TCP: sendall/recv_into of the array's bytes between two processes, buffers reused",
+        "pydistributed: shared memory (same host); 'TCP only': PYDISTRIBUTED_SHM=0 on the workers",
     ]
     table.notes += how_notes(results, PEERS[1:], w, key)
     return [table]

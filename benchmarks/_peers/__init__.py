@@ -48,6 +48,12 @@ PEERS: dict[str, PeerInfo] = {
         PeerInfo("mp_pipe", "multiprocessing.Pipe", "benchmarks._peers.mp_pipe"),
         PeerInfo("mp_queue", "multiprocessing.Queue", "benchmarks._peers.mp_queue"),
         PeerInfo("pydistributed", "pydistributed", "benchmarks._pydist", ("pydistributed",)),
+        PeerInfo(
+            "pydistributed_tcp",
+            "pydistributed, TCP only",
+            "benchmarks._peers.pydist_tcp",
+            ("pydistributed",),
+        ),
         PeerInfo("mp_pool", "multiprocessing.Pool", "benchmarks._peers.mp_pool"),
         PeerInfo("cf_executor", "ProcessPoolExecutor", "benchmarks._peers.cf_executor"),
         PeerInfo("loky", "loky", "benchmarks._peers.loky_executor", ("loky",)),

@@ -65,6 +65,9 @@ from .managers import (
     manage,
 )
 
+# Imported for its effect: large buffers go through shared memory between local processes.
+from . import _shm  # noqa: F401  # isort: skip
+
 __all__ = (
     "RRID",
     "AbstractWorkerPool",

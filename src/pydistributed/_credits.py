@@ -197,7 +197,7 @@ def _topped_up(owner: int, key: tuple[int, int], credits: int, epoch: int) -> No
 
 def _pickle_and_send(owner: int, seq: int, key: tuple[int, int], value: Any) -> None:
     try:
-        payload, buffers = dumps(value, owner)
+        payload, buffers = dumps(value, owner, by_reference=False)
     except BaseException:
         # The owner applies the numbers in order: fill this one, or it waits for ever.
         _enqueue(owner, (seq, key, None, []))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ from ._interrupt import call_interruptibly
 from ._refs import RRID, TABLE, RemoteValue
 from ._serialize import dumps, loads, raw_loads
 from ._transport import Connection
-from .protocol import Frame, Kind, encode_frame
+from .protocol import Frame, Kind, Reference, encode_frame
 
 __all__ = ("handle_frame", "reply_value", "report_remote_do_error", "run_call", "send_result")
 
@@ -90,7 +90,7 @@ def _push(conn: Connection, response: tuple[int, int], value: Any) -> None:
     """Send a small result of a ``remotecall`` to the caller before it asks for it (or
     tell it that the result stays here, so it stops expecting one)."""
     try:
-        payload, buffers = dumps(value, conn.peer)
+        payload, buffers = dumps(value, conn.peer, by_reference=False)
     except Exception:
         payload, buffers = NOT_PUSHED, []
     if len(payload) > PUSH_LIMIT or buffers:
@@ -108,7 +108,10 @@ def send_result(conn: Connection, response: tuple[int, int], value: Any) -> None
 
 
 def _reply(
-    conn: Connection, payload: bytes, buffers: list[memoryview], response: tuple[int, int]
+    conn: Connection,
+    payload: bytes,
+    buffers: Sequence[memoryview | Reference],
+    response: tuple[int, int],
 ) -> None:
     """Send a pickled result as the reply to ``response``."""
     # Replies wait in the outbox while more calls are queued here, to leave in one write;

@@ -17,17 +17,22 @@ import pickle
 import sys
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._byvalue import pickled
 from ._funcref import reference
+from .protocol import Reference
 
 __all__ = ("OOB_THRESHOLD", "destination", "dumps", "loads")
 
 OOB_THRESHOLD = 1 << 16
 
 _context = threading.local()
+
+# When set (by _shm.py): given the destination and the out-of-band buffers of a payload,
+# returns them with those that go by reference replaced by their descriptors.
+share: Callable[[int, list[memoryview]], Sequence[memoryview | Reference]] | None = None
 
 
 def destination() -> int:
@@ -143,13 +148,17 @@ def _wrap_call(message: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> Any:
     return message
 
 
-def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[memoryview]]:
+def dumps(
+    obj: Any, dest: int = 0, *, call: bool = False, by_reference: bool = True
+) -> tuple[bytes, Sequence[memoryview | Reference]]:
     """Pickle ``obj`` for process ``dest``; return the payload and its out-of-band buffers.
 
     Large ``bytes`` at the top of ``obj`` (its arguments, with ``call`` for a
     ``(f, args, kwargs)`` message) go out of band. A call's ``f`` found by name at the top of
     its module goes as a reference (see :mod:`._funcref`): the receiver resolves a ``bytes``
-    ``f`` with :func:`._funcref.resolve`.
+    ``f`` with :func:`._funcref.resolve`. Large buffers for a process of this machine may go
+    by reference (:mod:`._shm`): the payload must then be sent to ``dest`` as it is; pass
+    ``by_reference=False`` for a payload that may not be.
     """
     if type(obj) in _PLAIN:
         return _plain_dumps(obj, 5), []
@@ -176,7 +185,7 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
         # thread's current one meanwhile so that destination() sees its ``dest``.
         _context.encoder = _Encoder()
         try:
-            return dumps(obj, dest)
+            return dumps(obj, dest, by_reference=False)
         finally:
             _context.encoder = encoder
     encoder.dest = dest
@@ -192,6 +201,8 @@ def dumps(obj: Any, dest: int = 0, *, call: bool = False) -> tuple[bytes, list[m
             encoder.buffers = []
         encoder.pickler.clear_memo()
         encoder.busy = False
+    if buffers and dest and by_reference and share is not None:
+        return payload, share(dest, buffers)
     # The encoder's list when it stayed empty: the caller gets a list of its own.
     return payload, buffers or []
 

@@ -17,7 +17,15 @@ from typing import Any, NoReturn
 
 from ._exceptions import AuthenticationError, ProcessExitedException
 from ._waiter import Waiter
-from .protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Handshake, Kind, encode_frame
+from .protocol import (
+    DEFAULT_MAX_FRAME,
+    Frame,
+    FrameDecoder,
+    Handshake,
+    Kind,
+    Reference,
+    encode_frame,
+)
 
 __all__ = ("HANDSHAKE_TIMEOUT", "Connection", "authenticate", "dial")
 
@@ -38,6 +46,10 @@ _DONTWAIT = socket.MSG_DONTWAIT
 # process go first, so no message that shows a put returned arrives before the put
 # (see _credits.py).
 before_send: Callable[[], None] | None = None
+
+# When set (by _shm.py), makes the function that maps the buffers a connection's peer sends
+# by reference (see protocol/_reference.py).
+resolver: Callable[[Connection], Callable[[list[Any]], Sequence[Any]]] | None = None
 
 
 def _tune(sock: socket.socket) -> None:
@@ -102,6 +114,8 @@ class Connection:
         self.fileno = sock.fileno()
         self.peer = peer
         self.decoder = FrameDecoder(max_frame)
+        if resolver is not None:
+            self.decoder.resolve = resolver(self)
         self.send_lock = threading.Lock()
         self.read_lock = threading.Lock()
         self.pending: dict[tuple[int, int], Waiter] = {}
@@ -125,7 +139,7 @@ class Connection:
         payload: bytes | bytearray | memoryview,
         response: tuple[int, int] = (0, 0),
         notify: tuple[int, int] = (0, 0),
-        buffers: list[memoryview] | tuple[memoryview, ...] = (),
+        buffers: Sequence[memoryview | Reference] = (),
         *,
         defer: bool = False,
     ) -> bool:

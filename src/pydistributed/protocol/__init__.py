@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from ._frames import DEFAULT_MAX_FRAME, HEADER, MAX_BUFFERS, Frame, FrameDecoder, Kind, encode_frame
 from ._handshake import HELLO_SIZE, MAGIC, PEER_BYTES, PROOF_SIZE, Handshake
+from ._reference import BY_REFERENCE, Reference
 
 __all__ = (
+    "BY_REFERENCE",
     "DEFAULT_MAX_FRAME",
     "HEADER",
     "HELLO_SIZE",
@@ -21,5 +23,6 @@ __all__ = (
     "FrameDecoder",
     "Handshake",
     "Kind",
+    "Reference",
     "encode_frame",
 )

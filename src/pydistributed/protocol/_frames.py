@@ -11,9 +11,9 @@ A frame on the wire::
         resp_id     u64    ... and number (0, 0 when unused)
         note_whence u32    notify reference: owner pid ...
         note_id     u64    ... and number
-    buffer lengths (nbuffers x u64)
+    buffer lengths (nbuffers x u64; the top bit set: sent by reference, see _reference.py)
     payload bytes
-    buffer bytes, one after the other
+    buffer bytes, one after the other (a 32-byte descriptor for a buffer sent by reference)
 
 Nothing here does I/O: the decoder takes bytes in and gives frames out, and can expose the
 remaining part of a large body so the caller receives straight into its final buffer.
@@ -25,10 +25,12 @@ import enum
 import mmap
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .._exceptions import ProtocolError
+from ._reference import BY_REFERENCE, Reference
 
 __all__ = (
     "DEFAULT_MAX_FRAME",
@@ -99,7 +101,11 @@ class Frame:
     payload: bytes | bytearray | memoryview | mmap.mmap
     response: tuple[int, int] = _NO_REF
     notify: tuple[int, int] = _NO_REF
-    buffers: Sequence[bytearray | mmap.mmap] = ()
+    buffers: Sequence[Any] = ()
+
+
+def _length(buffer: memoryview | Reference) -> int:
+    return BY_REFERENCE | len(buffer) if isinstance(buffer, Reference) else buffer.nbytes
 
 
 def encode_frame(
@@ -107,16 +113,17 @@ def encode_frame(
     payload: bytes | bytearray | memoryview,
     response: tuple[int, int] = _NO_REF,
     notify: tuple[int, int] = _NO_REF,
-    buffers: list[memoryview] | tuple[memoryview, ...] = (),
+    buffers: Sequence[memoryview | Reference] = (),
 ) -> list[bytes | bytearray | memoryview]:
     """Return the frame as a list of byte chunks, ready for a gather write (``sendmsg``).
 
-    Large payloads and out-of-band buffers are passed through without a copy.
+    Large payloads and out-of-band buffers are passed through without a copy; a
+    :class:`Reference` among ``buffers`` goes as its descriptor, marked in the length table.
     """
     if not buffers and len(payload) <= _COALESCE:
         return [_pack_header(kind, 0, 0, len(payload), *response, *notify) + payload]
     head = _pack_header(kind, 0, len(buffers), len(payload), *response, *notify)
-    head += b"".join([_LENGTH.pack(b.nbytes) for b in buffers])
+    head += b"".join([_LENGTH.pack(_length(b)) for b in buffers])
     if len(payload) <= _COALESCE:
         return [head + payload, *buffers]
     return [head, payload, *buffers]
@@ -143,7 +150,14 @@ class FrameDecoder:
 
     A header announcing more than ``max_frame`` bytes, more than ``MAX_BUFFERS`` buffers or an
     unknown kind raises :class:`ProtocolError` before anything is allocated for its body.
+
+    Buffers sent by reference arrive as :class:`Reference` descriptors (each checked against
+    ``max_frame``); a complete frame that has any is passed through :attr:`resolve`, which
+    returns the buffers the frame is given. Without ``resolve`` such a frame is refused.
     """
+
+    #: Turns a frame's buffers, descriptors included, into the buffers it is given.
+    resolve: Callable[[list[Any]], Sequence[Any]] | None = None
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
@@ -157,6 +171,7 @@ class FrameDecoder:
         self._header: tuple[int, ...] = ()
         self._sizes: list[int] = []
         self._parts: list[bytearray | mmap.mmap] = []
+        self._references: list[int] = []
         self._part: bytearray | mmap.mmap = bytearray()
         self._filled = 0
 
@@ -236,10 +251,24 @@ class FrameDecoder:
         else:
             self._sizes += [n for (n,) in _LENGTH.iter_unpack(self._scratch)]
             self._scratch = bytearray()
+            if any(n & BY_REFERENCE for n in self._sizes):
+                self._mark_references()
         if sum(self._sizes) > self.max_frame:
             raise ProtocolError(f"frame of {sum(self._sizes)} bytes is over the limit")
         self._parts = []
         self._start_part()
+
+    def _mark_references(self) -> None:
+        sizes = self._sizes
+        self._references = [i for i in range(1, len(sizes)) if sizes[i] & BY_REFERENCE]
+        for i in self._references:
+            if sizes[i] != BY_REFERENCE | Reference.SIZE:
+                raise ProtocolError(
+                    f"a buffer by reference has a {sizes[i] & ~BY_REFERENCE}-byte descriptor"
+                )
+            sizes[i] = Reference.SIZE
+        if sizes[0] & BY_REFERENCE:
+            raise ProtocolError("a payload cannot be sent by reference")
 
     def _check_header(self, header: tuple[int, ...]) -> Kind:
         kind = _KINDS.get(header[0])
@@ -264,9 +293,22 @@ class FrameDecoder:
             self._start_part()
             return
         header = self._header
-        payload, *buffers = self._parts
+        payload, *parts = self._parts
         response, notify = (header[4], header[5]), (header[6], header[7])
+        buffers = self._resolve(parts) if self._references else parts
         self.frames.append(Frame(_KINDS[header[0]], payload, response, notify, buffers))
         self._state, self._need = _State.HEADER, HEADER.size
         self.in_body = False
         self._part, self._parts = bytearray(), []
+
+    def _resolve(self, buffers: list[Any]) -> Sequence[Any]:
+        indexes, self._references = self._references, []
+        total = sum(len(b) for i, b in enumerate(buffers, 1) if i not in indexes)
+        for i in indexes:
+            buffers[i - 1] = reference = Reference(buffers[i - 1])
+            total += reference.length
+        if total > self.max_frame:
+            raise ProtocolError(f"frame of {total} bytes (by reference) is over the limit")
+        if self.resolve is None:
+            raise ProtocolError("a buffer sent by reference on a connection that takes none")
+        return self.resolve(buffers)
