@@ -7,6 +7,7 @@ that path, so the functions here are importable on the workers: they travel by r
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -88,3 +89,25 @@ def worker_address(pid: int) -> tuple[str, int]:
     """Host and port worker ``pid`` listens on, as the master knows them."""
     worker = PGRP.workers[pid]
     return worker.host, worker.port
+
+
+def dropped(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """Whether the peer closes ``sock`` within ``timeout`` (reading whatever it sends first)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+def send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except (ConnectionResetError, BrokenPipeError):
+        pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,29 +12,7 @@ import pytest
 import pydistributed as dist
 from pydistributed._transport import dial
 from pydistributed.protocol import HEADER, HELLO_SIZE, Kind, encode_frame
-from support import identity, ospid_of, worker_address
-
-
-def dropped(sock: socket.socket, timeout: float = 5.0) -> bool:
-    """Whether the peer closes ``sock`` within ``timeout`` (reading whatever it sends first)."""
-    sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if not sock.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
-    return False
-
-
-def send_quietly(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.sendall(data)
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+from support import dropped, identity, ospid_of, send_quietly, worker_address
 
 
 @pytest.fixture

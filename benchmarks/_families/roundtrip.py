@@ -15,8 +15,9 @@ def request(cfg: Config, peer: str, n: int) -> Request:
     return Request(peer, n, "roundtrip", (("calls", cfg.rt_calls), ("warmup", cfg.rt_warmup)))
 
 
-# The peers also measured with both ends pinned, and where their callees run.
-PINNED_PEERS = ("pydistributed", "cf_executor")
+# The peers also measured with both ends pinned, and where their callees run; pydistributed
+# also over TCP only (local workers use Unix sockets by default, the floor uses TCP).
+PINNED_PEERS = ("pydistributed", "pydistributed_tcp", "cf_executor")
 PLACEMENTS = ("same", "cross")
 
 

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from . import _samehost
 from ._engine import Engine
 from ._exceptions import (
     AuthenticationError,
@@ -71,6 +72,7 @@ class Worker:
         port: int = 0,
         config: WorkerConfig | None = None,
         manager: ClusterManager | None = None,
+        unix: str | None = None,
     ) -> None:
         self.pid = pid
         self.host = host
@@ -80,6 +82,8 @@ class Worker:
         self.conn: Connection | None = None
         self.state = WorkerState.CREATED
         self.ospid = 0
+        # Where to reach it over a Unix socket when on this machine (see _samehost.py).
+        self.unix: str | None = unix
         self.connecting = threading.Lock()
         self.connected = threading.Event()
         self.gone = threading.Event()
@@ -115,6 +119,7 @@ class ProcessGroup:
         self.topology = "all_to_all"
         self.host = "127.0.0.1"
         self.port = 0
+        self.unix: str | None = None
         self.on_join: list[Callable[[int], None]] = []
         self.on_leave: list[Callable[[int], None]] = []
         self._engine: Engine | None = None
@@ -196,7 +201,8 @@ class ProcessGroup:
         if address is False:
             raise self._unreachable(pid)
         with self.lock:
-            return self.workers.setdefault(pid, Worker(pid, *address))
+            host, port, unix = address
+            return self.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
 
     def _unreachable(self, pid: int) -> DistributedError:
         how = (
@@ -229,12 +235,21 @@ class ProcessGroup:
 
     def _dial_peer(self, worker: Worker) -> None:
         try:
-            sock = dial(worker.host, worker.port, self.cookie)
+            sock = _samehost.connect(worker.unix)
+            if sock is None:
+                sock = dial(worker.host, worker.port, self.cookie)
+            else:
+                try:
+                    authenticate(sock, self.cookie, initiator=True)
+                except BaseException:
+                    sock.close()
+                    raise
         except (OSError, AuthenticationError) as exc:
             raise ProcessExitedException(worker.pid) from exc
         conn = Connection(sock, worker.pid)
         try:
-            payload, _ = dumps({"pid": self.myid, "host": self.host, "port": self.port})
+            me = {"pid": self.myid, "host": self.host, "port": self.port, "unix": self.unix}
+            payload, _ = dumps(me)
             conn.send(Kind.IDENTIFY_SOCKET, payload)
             frame = _read_first_frame(conn)
             if frame.kind is not Kind.IDENTIFY_SOCKET_ACK:
@@ -262,7 +277,7 @@ class ProcessGroup:
                     worker = self.workers.get(info["pid"])
                     if worker is None:
                         worker = self.workers[info["pid"]] = Worker(
-                            info["pid"], info["host"], info["port"]
+                            info["pid"], info["host"], info["port"], unix=info.get("unix")
                         )
                 conn.send(Kind.IDENTIFY_SOCKET_ACK, b"")
                 self._register(worker, conn)
@@ -288,12 +303,14 @@ class ProcessGroup:
                 sys.path.append(entry)
         master = Worker(1, info["master_host"], 0)
         with self.lock:
-            for pid, host, port in info["others"]:
-                self.workers.setdefault(pid, Worker(pid, host, port))
+            for pid, host, port, unix in info["others"]:
+                self.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
         self._register(master, conn)
         if not self.lazy:
             self.connect_lower()
-        payload, _ = dumps({"ospid": os.getpid(), "cpu_threads": os.cpu_count() or 1})
+        payload, _ = dumps(
+            {"ospid": os.getpid(), "cpu_threads": os.cpu_count() or 1, "unix": self.unix}
+        )
         conn.send(Kind.JOIN_COMPLETE, payload)
 
     def connect_lower(self) -> None:
@@ -398,7 +415,7 @@ class ProcessGroup:
             worker = Worker(pid, config.host or "", config.port or 0, config, manager)
             with self.lock:
                 others = [
-                    (p, w.host, w.port)
+                    (p, w.host, w.port, w.unix)
                     for p, w in self.workers.items()
                     if w.state is WorkerState.CONNECTED and self.linked(worker, w)
                 ]
@@ -418,6 +435,7 @@ class ProcessGroup:
                 raise ProtocolError(f"expected JOIN_COMPLETE, got {frame.kind.name}")
             reply = loads(frame.payload, frame.buffers)
             worker.ospid = reply["ospid"]
+            worker.unix = reply.get("unix")
             config.ospid = config.ospid or worker.ospid
         except BaseException:
             conn.close()
@@ -450,7 +468,7 @@ class ProcessGroup:
         connect_now = not self.lazy
         for worker in everyone:
             pid = worker.pid
-            peers = [(w.pid, w.host, w.port) for w in fresh if self.linked(worker, w)]
+            peers = [(w.pid, w.host, w.port, w.unix) for w in fresh if self.linked(worker, w)]
             if not peers:
                 continue
             try:
@@ -562,6 +580,8 @@ class ProcessGroup:
 
 def _peer_name(sock: socket.socket) -> str:
     try:
+        if sock.family == socket.AF_UNIX:
+            return "a process of this machine (Unix socket)"
         return str(sock.getpeername())
     except OSError:
         return "an unknown peer"
@@ -609,7 +629,7 @@ def _lists(a: Worker, b: Worker) -> bool:
     return b.config.ident in (a.config.connect_idents or ())
 
 
-def _peer_address(pid: int, asker: int) -> tuple[str, int] | Literal[False] | None:
+def _peer_address(pid: int, asker: int) -> tuple[str, int, str | None] | Literal[False] | None:
     """On the master: the address of worker ``pid`` for worker ``asker``; ``None`` if it is
     gone, ``False`` if the topology does not let ``asker`` connect to it."""
     worker = PGRP.workers.get(pid)
@@ -618,7 +638,7 @@ def _peer_address(pid: int, asker: int) -> tuple[str, int] | Literal[False] | No
     other = PGRP.workers.get(asker)
     if other is not None and not PGRP.linked(other, worker):
         return False
-    return (worker.host, worker.port)
+    return (worker.host, worker.port, worker.unix)
 
 
 def _introduce(higher: int, lower: int) -> None:
@@ -632,11 +652,11 @@ def _dial_to(pid: int) -> None:
     PGRP.connection(pid)
 
 
-def _add_peers(peers: list[tuple[int, str, int]], connect_now: bool) -> None:
+def _add_peers(peers: list[tuple[int, str, int, str | None]], connect_now: bool) -> None:
     with PGRP.lock:
-        for pid, host, port in peers:
+        for pid, host, port, unix in peers:
             if pid != PGRP.myid and pid not in PGRP.exited:
-                PGRP.workers.setdefault(pid, Worker(pid, host, port))
+                PGRP.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
     if connect_now:
         PGRP.connect_lower()
 

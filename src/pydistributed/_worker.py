@@ -11,7 +11,7 @@ import threading
 import time
 from typing import IO, Any
 
-from . import _interrupt
+from . import _interrupt, _samehost
 from ._cluster import PGRP, _exit_process
 from ._streams import as_socket
 from .managers._base import worker_timeout
@@ -90,12 +90,23 @@ def start_worker(
     server = _listen(bind_to)
     PGRP.port = server.getsockname()[1]
     PGRP.host = _advertised_host(split_bind(bind_to)[0])
+    local = _samehost.listen()
+    if local is not None:
+        PGRP.unix = _samehost.address()
     print(f"pydistributed_worker:{PGRP.port}#{PGRP.host}", file=out, flush=True)
     if watch_stdin:
         threading.Thread(target=_watch_stdin, name="pydistributed-stdin", daemon=True).start()
     threading.Thread(
         target=_exit_unless_joined, args=(worker_timeout(),), name="pydistributed-join", daemon=True
     ).start()
+    if local is not None:
+        threading.Thread(
+            target=_accept_forever, args=(local,), name="pydistributed-unix", daemon=True
+        ).start()
+    _accept_forever(server)
+
+
+def _accept_forever(server: socket.socket) -> None:
     while True:
         try:
             sock, _ = server.accept()

@@ -7,6 +7,7 @@ import subprocess
 import threading
 from typing import Any
 
+from .. import _samehost
 from ._base import ClusterManager, ManageOp, WorkerConfig
 
 __all__ = ("LocalManager", "worker_command")
@@ -85,6 +86,13 @@ class LocalManager(ClusterManager):
             with launch_ntfy:
                 launched.append(config)
                 launch_ntfy.notify_all()
+
+    def connect(self, pid: int, config: WorkerConfig) -> tuple[Any, Any]:
+        """Connect over the worker's Unix socket (see ``_samehost``), else over TCP."""
+        sock = _samehost.connect(_samehost.address(config.ospid)) if config.ospid else None
+        if sock is None:
+            return super().connect(pid, config)
+        return sock, sock
 
     def manage(self, pid: int, config: WorkerConfig, op: ManageOp) -> None:
         """On ``"deregister"`` reap the process. (``interrupt()`` reaches local workers over
