@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -171,18 +173,30 @@ def _import(path: str, name: str) -> int:
     return importlib.import_module(name).answer()
 
 
+@contextlib.contextmanager
+def _module_here_and_on(worker: int, path: Any, name: str, value: int) -> Iterator[Any]:
+    """A module written to ``path``, imported here and on ``worker``; forgotten after."""
+    import importlib
+
+    _write_module(path, name, value)
+    sys.path.insert(0, str(path))
+    try:
+        module = importlib.import_module(name)
+        assert dist.remotecall_fetch(_import, worker, str(path), name) == value
+        yield module
+    finally:
+        sys.path.remove(str(path))
+        sys.modules.pop(name, None)
+
+
 def test_a_function_sent_by_reference_follows_a_reload_on_both_ends(
     workers2: list[int], tmp_path: Any
 ) -> None:
     import importlib
 
+    w = workers2[0]
     name = _MODULE.format(os.getpid())
-    _write_module(tmp_path, name, 1)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module(name)
-        w = workers2[0]
-        assert dist.remotecall_fetch(_import, w, str(tmp_path), name) == 1
+    with _module_here_and_on(w, tmp_path, name, 1) as module:
         for _ in range(3):  # the reference is cached on both ends after the first call
             assert dist.remotecall_fetch(module.answer, w) == 1
         _write_module(tmp_path, name, 2)
@@ -194,31 +208,17 @@ def test_a_function_sent_by_reference_follows_a_reload_on_both_ends(
         importlib.invalidate_caches()
         module = importlib.reload(module)
         assert dist.remotecall_fetch(module.answer, w) == 2
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
 
 
 def test_a_function_whose_name_was_rebound_goes_by_value(
     workers2: list[int], tmp_path: Any
 ) -> None:
-    import importlib
-
-    name = _MODULE.format(os.getpid()) + "_rebound"
-    _write_module(tmp_path, name, 7)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module(name)
-        w = workers2[0]
-        assert dist.remotecall_fetch(_import, w, str(tmp_path), name) == 7
+    w = workers2[0]
+    with _module_here_and_on(w, tmp_path, _MODULE.format(os.getpid()) + "_rebound", 7) as module:
         original = module.answer
         assert dist.remotecall_fetch(original, w) == 7
-        # The name now leads elsewhere here: `original` can no longer go by name, and a call
-        # by name must not reach the worker's `answer` in its place... nor must the cached
-        # reference of `original` be used for `other`.
+        # The name now leads elsewhere here: `original` can no longer go by name (it goes by
+        # value), and the reference cached for it must not be used for `other`.
         module.answer = module.other
         assert dist.remotecall_fetch(original, w) == 7
         assert dist.remotecall_fetch(module.answer, w) == -1
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
