@@ -8,7 +8,8 @@ from benchmarks._plan import Request, Results
 from benchmarks._table import Column, Table
 
 NAME = "roundtrip"
-PEERS = ALL_PEERS
+# The raw Unix socket next to the TCP floor: local pydistributed workers use Unix sockets.
+PEERS = [ALL_PEERS[0], "raw_unix", *ALL_PEERS[1:]]
 
 
 def request(cfg: Config, peer: str, n: int) -> Request:
@@ -17,7 +18,7 @@ def request(cfg: Config, peer: str, n: int) -> Request:
 
 # The peers also measured with both ends pinned, and where their callees run; pydistributed
 # also over TCP only (local workers use Unix sockets by default, the floor uses TCP).
-PINNED_PEERS = ("pydistributed", "pydistributed_tcp", "cf_executor")
+PINNED_PEERS = ("raw_unix", "pydistributed", "pydistributed_tcp", "cf_executor")
 PLACEMENTS = ("same", "cross")
 
 
@@ -87,5 +88,8 @@ def pinned_table(cfg: Config, results: Results) -> Table:
         "unpinned (table 1), the scheduler picks either case for each session, and the two "
         "cost very different amounts (waking another CPU is the larger part of a loopback "
         "round trip), so table 1's floors and ratios can compare different cases",
+        "pydistributed reaches local workers over Unix sockets (the raw Unix socket row is "
+        "the floor's protocol over one); 'TCP only' is pydistributed with "
+        "PYDISTRIBUTED_UNIX_SOCKETS=0, over loopback TCP like the floor",
     ]
     return table

@@ -45,6 +45,7 @@ PEERS: dict[str, PeerInfo] = {
     p.name: p
     for p in (
         PeerInfo("raw_tcp", "raw TCP (floor)", "benchmarks._peers.raw_tcp"),
+        PeerInfo("raw_unix", "raw Unix socket", "benchmarks._peers.raw_unix"),
         PeerInfo("mp_pipe", "multiprocessing.Pipe", "benchmarks._peers.mp_pipe"),
         PeerInfo("mp_queue", "multiprocessing.Queue", "benchmarks._peers.mp_queue"),
         PeerInfo("pydistributed", "pydistributed", "benchmarks._pydist", ("pydistributed",)),

@@ -1,4 +1,4 @@
-"""A minimal framed protocol over a stream socket, for the raw TCP floor.
+"""A minimal framed protocol over a stream socket, for the raw TCP floor (and raw Unix socket).
 
 A frame is a 9-byte header (kind, payload length) then the payload. ``CALL`` carries a pickled
 ``(func, arg)`` and is answered by a ``CALL`` frame with the pickled result; ``SUM_RAW`` carries
@@ -43,14 +43,19 @@ def call(sock: socket.socket, head: bytearray, func: Any, arg: Any) -> Any:
     return pickle.loads(payload)
 
 
-def serve(port: int) -> None:
-    """Worker body: connect to 127.0.0.1:``port`` and answer frames until ``EXIT``.
+def serve(address: int | str) -> None:
+    """Worker body: connect to 127.0.0.1:``address`` (a port) or to the Unix socket
+    ``address`` (a name) and answer frames until ``EXIT``.
 
     Raw frames are received into a buffer kept between frames of the same size, so that the
     floor measures the socket rather than page faults of fresh allocations.
     """
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(("127.0.0.1", address))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     head = bytearray(HEADER.size)
     raw = bytearray()
     with sock:

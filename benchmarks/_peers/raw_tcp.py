@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,23 +28,31 @@ class Handle:
     echo_buffer: Any = None  # reused between echoes of the same size
 
 
-def start(n: int) -> Handle:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
+def start(n: int, *, unix: bool = False) -> Handle:
+    """Start ``n`` echo processes connected over loopback TCP (or a Unix socket)."""
+    address: int | str
+    if unix:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address = f"\0pydistributed-bench-{os.getpid()}-{id(listener)}"
+        listener.bind(address)
+    else:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        address = listener.getsockname()[1]
     listener.listen(n)
     listener.settimeout(60)
     handle = Handle(listener)
-    port = listener.getsockname()[1]
     try:
         for _ in range(n):
             # spawn: this also runs inside other peers' sessions, whose threads make fork unsafe
-            proc = _SPAWN.Process(target=_wire.serve, args=(port,), daemon=True)
+            proc = _SPAWN.Process(target=_wire.serve, args=(address,), daemon=True)
             proc.start()
             handle.procs.append(proc)
         for _ in range(n):
             sock, _addr = listener.accept()
             sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not unix:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             handle.socks.append(sock)
     except BaseException:
         stop(handle)
