@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 import pydistributed as dist
 from pydistributed._cluster import PGRP
-from support import eventually, os_pid_alive, ospid_of, worker_address
+from support import eventually, identity, os_pid_alive, ospid_of, worker_address
 
 # exeflags that run the real worker after a delay: `python -c CODE -m pydistributed --worker ...`
 # hands everything after CODE to it as sys.argv[1:].
@@ -511,3 +512,36 @@ def test_addprocs_without_a_count_starts_one_worker_per_core(
         assert dist.workers() == pids
     finally:
         dist.rmprocs(pids, waitfor=20)
+
+
+def _ask_the_master(value: Any) -> Any:
+    return dist.remotecall_fetch(identity, 1, value)
+
+
+def test_a_worker_that_stops_reading_does_not_stall_the_masters_engine(
+    workers2: list[int],
+) -> None:
+    a, b = workers2
+    ospid = ospid_of(a)
+    os.kill(ospid, signal.SIGSTOP)
+    try:
+        # A thread outside the engine sends one-way messages the stopped worker never reads:
+        # they wait in the outbox for the watchdog, until the socket is full and they block.
+        sender = threading.Thread(
+            target=lambda: [dist.remote_do(identity, a, b"x" * 60_000) for _ in range(300)],
+            daemon=True,
+        )
+        sender.start()
+        time.sleep(0.5)
+        # The master's reader runs a call that blocks without telling the library: the
+        # watchdog must hand the reading role on, so b's call to the master is answered.
+        dist.remotecall(time.sleep, dist.myid(), 3)
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert dist.remotecall_fetch(_ask_the_master, b, "answered") == "answered"
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        os.kill(ospid, signal.SIGCONT)
+    sender.join(30)
+    assert not sender.is_alive()
+    assert dist.remotecall_fetch(identity, a, "a again") == "a again"

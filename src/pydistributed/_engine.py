@@ -187,6 +187,20 @@ class Engine:
             except ProcessExitedException:
                 pass
 
+    def _flush_without_blocking(self) -> None:
+        """:meth:`flush` for the watchdog, which must never block (it promotes leaders): what
+        a connection cannot take at once, or whose sender is busy, a pool thread sends."""
+        while self._dirty:
+            try:
+                conn = self._dirty.pop()
+            except KeyError:
+                return
+            try:
+                if not conn.try_flush():
+                    self.submit(conn.flush)
+            except ProcessExitedException:
+                pass
+
     def _flush_due(self) -> float:
         """Seconds until deferred frames must go out (<= 0: now)."""
         return self._dirty_since + FLUSH_DELAY - time.monotonic()
@@ -350,7 +364,7 @@ class Engine:
                 _sleep(tick)
                 # Half the delay is enough here: the next tick would be late.
                 if self._dirty and time.monotonic() - self._dirty_since >= FLUSH_DELAY / 2:
-                    self.flush()
+                    self._flush_without_blocking()
                     tick = FLUSH_DELAY
                 elif self._outside and not self._dirty and tick < _SLOW_FLUSH:
                     # Frames were deferred and their threads sent them: tick less often.
@@ -359,7 +373,7 @@ class Engine:
                 tick = FLUSH_DELAY
                 _sleep(_TICK)
                 if self._dirty and self._flush_due() <= 0:
-                    self.flush()
+                    self._flush_without_blocking()
             with self._state:
                 now = time.monotonic()
                 if self._outside:

@@ -190,6 +190,30 @@ class Connection:
             if self._outbox and not self.closed:
                 self._flush_locked()
 
+    def try_flush(self) -> bool:
+        """Send what the outbox holds as far as the socket takes it now, without waiting for
+        the socket or for another sender; return whether the outbox is empty."""
+        if not self.send_lock.acquire(False):
+            return False
+        try:
+            if not self._outbox or self.closed:
+                return True
+            data = b"".join(self._outbox)
+            try:
+                sent = self.sock.send(data, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._send_failed(exc)
+            if sent == len(data):
+                self._outbox, self._outbox_frames = [], 0
+                return True
+            # The rest of a frame may stay behind: it leaves first, with whatever follows.
+            self._outbox = [memoryview(data)[sent:]]
+            return False
+        finally:
+            self.send_lock.release()
+
     def _flush_locked(self) -> None:
         chunks, self._outbox, self._outbox_frames = self._outbox, [], 0
         self._write(chunks)
