@@ -269,6 +269,16 @@ class _Pending:
         except (DistributedError, ValueError):
             pass  # the owner is gone, and its channels with it
 
+    def try_flush(self) -> bool:
+        """:meth:`flush` unless the owner's connection has a sender at work (the watchdog,
+        which calls this, must not wait behind it: it leaves the flush to a pool thread)."""
+        worker = PGRP.workers.get(self.owner)
+        conn = worker.conn if worker is not None else None
+        if conn is not None and conn.send_lock.locked():
+            return False
+        self.flush()
+        return True
+
 
 def fence(owner: int) -> Fence:
     """Send the one-way puts to ``owner`` still here; return the fence for an operation of
