@@ -261,6 +261,26 @@ def test_echo_of_a_changed_array_carries_the_change(cluster: list[int]) -> None:
     assert _shm._counts["passed"] == passed + 1
 
 
+def test_a_refused_private_mapping_falls_back_to_read_only(monkeypatch: Any) -> None:
+    real = mmap.mmap
+
+    def no_private(fd: int, size: int, flags: int = mmap.MAP_SHARED, **kw: Any) -> mmap.mmap:
+        if flags & mmap.MAP_PRIVATE:
+            raise OSError(12, "Cannot allocate memory")
+        return real(fd, size, flags=flags, **kw)
+
+    fd = os.memfd_create("pydistributed-test", os.MFD_CLOEXEC)
+    os.ftruncate(fd, MB)
+    monkeypatch.setattr(mmap, "mmap", no_private)
+    mapping = _shm._Mapping(fd, MB, (0, 0, 0))
+    monkeypatch.undo()
+    try:
+        assert not mapping.private
+        assert memoryview(mapping.map).readonly
+    finally:
+        mapping.close()
+
+
 @pytest.mark.parametrize("scan", [True, False], ids=["PAGEMAP_SCAN", "pagemap"])
 def test_pages_written_privately_are_found_and_dropped(scan: bool, monkeypatch: Any) -> None:
     """What this kernel does with a private mapping of a memfd (``_pages``), asked either way."""

@@ -177,19 +177,26 @@ class _Mapping:
     """A mapping here of a segment received by reference (a peer's, or one of ours come back),
     and the fd this process keeps of it (to pass it on by reference).
 
-    Private (copy-on-write): what this process writes to it stays here. ``live`` counts the
-    views of it handed out and not yet gone: a private mapping serves one view at a time (two
-    would see each other's writes), a read-only one (``READONLY``) any number.
+    ``private`` (copy-on-write; the default): what this process writes to it stays here.
+    Otherwise (``READONLY``, or when the kernel refuses a private mapping, which is charged as
+    committed memory) it is a read-only shared mapping. ``live`` counts the views of it
+    handed out and not yet gone: a private mapping serves one view at a time (two would see
+    each other's writes), a read-only one any number.
     """
 
-    __slots__ = ("address", "fd", "key", "live", "map", "size", "used")
+    __slots__ = ("address", "fd", "key", "live", "map", "private", "size", "used")
 
     def __init__(self, fd: int, size: int, key: tuple[int, int, int]) -> None:
-        if READONLY:
+        self.private = not READONLY
+        if self.private:
+            try:
+                prot = mmap.PROT_READ | mmap.PROT_WRITE
+                self.map = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=prot)
+            except OSError as exc:  # e.g. ENOMEM under vm.overcommit_memory=2
+                log.debug("pydistributed: read-only shared memory (no private mapping: %s)", exc)
+                self.private = False
+        if not self.private:
             self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-        else:
-            prot = mmap.PROT_READ | mmap.PROT_WRITE
-            self.map = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=prot)
         self.fd, self.size, self.key = fd, size, key
         self.address = _address(self.map)
         self.live = 1
@@ -355,7 +362,7 @@ def _by_reference(dest: int, view: memoryview) -> Reference:
         address = _address(view)
         # Unless this process wrote to it (its private copies of pages are not in the
         # segment), passed on as it is: holding what we were given keeps it unchanged.
-        if READONLY or not _pages.written(address, view.nbytes):
+        if not handout.mapping.private or not _pages.written(address, view.nbytes):
             with _lock:
                 _holds[dest, serial] = given
                 _counts["passed"] += 1
@@ -513,8 +520,8 @@ def _resolve(peer: int, buffers: list[Any]) -> Sequence[Any]:
 
 
 def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
-    """A view of what ``ref`` describes (private, or read-only if ``READONLY``); raise
-    :class:`ProtocolError` if bad."""
+    """A view of what ``ref`` describes (writable and private, or read-only: see
+    :class:`_Mapping`); raise :class:`ProtocolError` if bad."""
     fd_number, serial, offset, length = ref.fields()
     where = f"fd {fd_number} of process {peer}"
     try:
@@ -534,7 +541,7 @@ def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
         segment = _own.get(inode)  # one of ours, come back
         if segment is not None:
             segment.users += 1
-        mapping = next((m for m in _cache.get(key, ()) if READONLY or not m.live), None)
+        mapping = next((m for m in _cache.get(key, ()) if not (m.private and m.live)), None)
         if mapping is not None:
             mapping.live += 1
     try:
@@ -549,7 +556,7 @@ def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
                 _cache.setdefault(key, []).append(mapping)
         else:
             os.close(fd)
-            if not READONLY:  # drop what a previous view wrote there
+            if mapping.private:  # drop what a previous view wrote there
                 _pages.discard(mapping.map, mapping.address, offset, length)
     except BaseException as exc:
         with _lock:
@@ -564,7 +571,7 @@ def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
         # One of our own segments, come back: the sender's hold ends now, ours begins.
         _notice(peer, serial)
     view = memoryview(mapping.map)[offset : offset + length]
-    if READONLY:
+    if not mapping.private:
         view = view.toreadonly()
     handout = _Handout(weakref.ref(view), mapping, segment)
     with _lock:
