@@ -132,7 +132,8 @@ def run_call(conn: Connection, frame: Frame, entry: RemoteValue | None) -> None:
     failed = False
     try:
         function, args, kwargs = raw_loads(frame.payload, buffers=frame.buffers)
-        frame.payload = b""
+        # The task holding the frame may outlive the call: let the arguments' memory go.
+        frame.payload, frame.buffers = b"", ()
         if type(function) is bytes:
             function = resolve(function)
         value = call_interruptibly(function, args, kwargs)

@@ -4,16 +4,19 @@ A buffer of at least :data:`THRESHOLD` bytes going to a process of this machine 
 into a shared-memory segment of the sender (an anonymous ``memfd``, taken from a small pool of
 pre-faulted ones) and the frame carries a descriptor in its place
 (:class:`~.protocol.Reference`). The receiver opens the segment through
-``/proc/<sender>/fd/<fd>``, maps it read-only, and gives pickle a view of the mapping (a
-``PickleBuffer``, one per message): the NumPy array it rebuilds is that memory (read-only;
-nothing is copied on this side). When the last object using that view goes away, the
-receiver tells the sender (a batched ``REMOTE_DO`` of :func:`_released`), which may then
-reuse the segment. The receiver keeps the mapping a while, so that the segment's next use
-finds its pages mapped already.
+``/proc/<sender>/fd/<fd>``, maps it private (copy-on-write), and gives pickle a view of the
+mapping (a ``PickleBuffer``, one per message): the NumPy array it rebuilds is that memory,
+writable, nothing copied on this side until the receiver writes to a page, which then
+becomes its own (the sender and other receivers never see it). When the last object using
+that view goes away, the receiver tells the sender (a batched ``REMOTE_DO`` of
+:func:`_released`), which may then reuse the segment. The receiver keeps the mapping a while,
+so that the segment's next use finds its pages mapped already; a private mapping serves one
+view at a time, and the pages a previous view wrote are dropped before it serves the next.
 
-A buffer that already lies in such a segment (an array received from another process, or
-one echoed back to its sender) goes by reference without a copy: segments are never written
-while anyone maps them, so they are immutable for as long as a receiver can see them.
+A buffer that already lies in such a mapping (an array received from another process, or one
+echoed back to its sender) goes by reference without a copy if this process wrote none of
+its pages (:mod:`._pages` asks the kernel); otherwise it is copied like any other. Segments
+are never written while anyone maps them, so what a receiver can see of them is immutable.
 
 Lifetime: a segment lives while some process holds an fd or a mapping of it; an anonymous
 memfd has no name, so a killed process frees what only it held. A sender drops its holds
@@ -30,7 +33,9 @@ Switches (environment, read at import): ``PYDISTRIBUTED_SHM=0`` turns it off in 
 (that process neither sends nor accepts buffers by reference), ``PYDISTRIBUTED_SHM_THRESHOLD``
 (bytes, default 1 MiB), ``PYDISTRIBUTED_SHM_POOL`` (bytes of free segments kept for reuse,
 default 256 MiB; the same bound for peers' segments kept mapped; both are closed after 10 s
-unused).
+unused), ``PYDISTRIBUTED_SHM_READONLY=1`` (arrays received through shared memory are
+read-only views of the shared segment: no copy-on-write, and no page check when passing
+them on).
 """
 
 from __future__ import annotations
@@ -52,13 +57,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _serialize, _transport
+from . import _pages, _serialize, _transport
 from ._cluster import PGRP
 from ._exceptions import DistributedError, ProtocolError
 from ._transport import Connection
 from .protocol import Reference
 
-__all__ = ("POOL_BYTES", "THRESHOLD", "enabled", "resolver", "share", "trim")
+__all__ = ("POOL_BYTES", "READONLY", "THRESHOLD", "enabled", "resolver", "share", "trim")
 
 log = logging.getLogger("pydistributed")
 
@@ -69,6 +74,7 @@ def _flag(name: str, default: str) -> str:
 
 THRESHOLD = int(_flag("PYDISTRIBUTED_SHM_THRESHOLD", str(1 << 20)))
 POOL_BYTES = int(_flag("PYDISTRIBUTED_SHM_POOL", str(256 << 20)))
+READONLY = _flag("PYDISTRIBUTED_SHM_READONLY", "0") in ("1", "true", "yes", "on")
 _NAME = "pydistributed"
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 _GRAIN = 1 << 20  # segment sizes are rounded up to this
@@ -138,8 +144,8 @@ def _address(obj: Any) -> int:
 class _Segment:
     """A shared-memory segment of this process, mapped here read-write (for copying in).
 
-    ``users`` counts the peers' holds (sends not yet released) and the read-only views
-    handed out here; the segment is rewritten only when it is back at zero.
+    ``users`` counts the peers' holds (sends not yet released) and the views of it handed out
+    here (it came back); the segment is rewritten only when it is back at zero.
     """
 
     __slots__ = ("address", "fd", "freed", "key", "map", "size", "users")
@@ -162,19 +168,35 @@ class _Segment:
     def close(self) -> None:
         try:
             self.map.close()
-        except BufferError:  # a view is still out: the mapping goes with it
+        except BufferError:  # cannot happen: views are of other mappings (_Mapping)
             pass
         os.close(self.fd)
 
 
-class _Cached:
-    """A read-only mapping here of a peer's segment, and the fd this process keeps of it (to
-    pass it on by reference). ``live`` counts the views of it handed out and not yet gone."""
+class _Mapping:
+    """A mapping here of a segment received by reference (a peer's, or one of ours come back),
+    and the fd this process keeps of it (to pass it on by reference).
 
-    __slots__ = ("address", "fd", "key", "live", "map", "size", "used")
+    ``private`` (copy-on-write; the default): what this process writes to it stays here.
+    Otherwise (``READONLY``, or when the kernel refuses a private mapping, which is charged as
+    committed memory) it is a read-only shared mapping. ``live`` counts the views of it
+    handed out and not yet gone: a private mapping serves one view at a time (two would see
+    each other's writes), a read-only one any number.
+    """
+
+    __slots__ = ("address", "fd", "key", "live", "map", "private", "size", "used")
 
     def __init__(self, fd: int, size: int, key: tuple[int, int, int]) -> None:
-        self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        self.private = not READONLY
+        if self.private:
+            try:
+                prot = mmap.PROT_READ | mmap.PROT_WRITE
+                self.map = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=prot)
+            except OSError as exc:  # e.g. ENOMEM under vm.overcommit_memory=2
+                log.debug("pydistributed: read-only shared memory (no private mapping: %s)", exc)
+                self.private = False
+        if not self.private:
+            self.map = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         self.fd, self.size, self.key = fd, size, key
         self.address = _address(self.map)
         self.live = 1
@@ -190,20 +212,23 @@ class _Cached:
 
 class _Handout:
     """What this process knows of a buffer it was given by reference (the memoryview behind
-    the ``PickleBuffer`` pickle got): the fd and address of the mapping it lies in, and what
-    it keeps in use."""
+    the ``PickleBuffer`` pickle got): the mapping it lies in, and the segment of this process
+    it keeps in use (one of ours, come back), if any."""
 
-    __slots__ = ("address", "fd", "ref", "user")
+    __slots__ = ("mapping", "ref", "segment")
 
-    def __init__(self, ref: weakref.ref[memoryview], fd: int, address: int, user: Any) -> None:
-        self.ref, self.fd, self.address, self.user = ref, fd, address, user
+    def __init__(
+        self, ref: weakref.ref[memoryview], mapping: _Mapping, segment: _Segment | None
+    ) -> None:
+        self.ref, self.mapping, self.segment = ref, mapping, segment
 
 
 _lock = threading.Lock()
 _serials = itertools.count(1)
 _own: dict[tuple[int, int], _Segment] = {}  # every segment of this process, by inode
 _free: list[_Segment] = []
-_cache: dict[tuple[int, int, int], _Cached] = {}  # (peer, dev, inode) -> its mapping here
+# (peer, dev, inode) -> mappings here of that segment (received from that peer).
+_cache: dict[tuple[int, int, int], list[_Mapping]] = {}
 _handouts: dict[int, _Handout] = {}  # id() of a view given to pickle -> what it is
 # (peer, serial) -> what that send keeps in use: our segment, or a buffer we were given.
 _holds: dict[tuple[int, int], _Segment | memoryview] = {}
@@ -214,6 +239,8 @@ _notices: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
 _receivers: dict[int, bool] = {}  # peer -> whether it takes our buffers by reference
 _senders: dict[int, int] = {}  # peer -> its OS pid, once it proved it shares our memory
 _notifier: threading.Thread | None = None
+# Buffers sent on: "passed" by reference as received, "copied" (written here) into a segment.
+_counts = {"passed": 0, "copied": 0}
 
 
 def _drain() -> None:
@@ -225,12 +252,10 @@ def _drain() -> None:
             return
         if _handouts.get(key) is handout:
             del _handouts[key]
-        user = handout.user
-        if type(user) is _Segment:
-            _unuse(user)
-        else:
-            user.live -= 1
-            user.used = time.monotonic()
+        handout.mapping.live -= 1
+        handout.mapping.used = time.monotonic()
+        if handout.segment is not None:
+            _unuse(handout.segment)
 
 
 def _unuse(segment: _Segment) -> None:
@@ -281,15 +306,18 @@ def _evict(idle: float, peer: int = 0) -> None:
     """Unmap peers' segments no view uses (of ``peer`` only, if given) that were unused
     for ``idle`` seconds, or beyond the size bound (holds _lock)."""
     now = time.monotonic()
-    unused = sorted((c for c in _cache.values() if not c.live), key=lambda c: c.used)
-    total = sum(c.size for c in _cache.values())
-    for cached in unused:
-        if (not peer or cached.key[0] == peer) and (
-            now - cached.used >= idle or total > POOL_BYTES
+    mappings = [m for same in _cache.values() for m in same]
+    total = sum(m.size for m in mappings)
+    for mapping in sorted((m for m in mappings if not m.live), key=lambda m: m.used):
+        if (not peer or mapping.key[0] == peer) and (
+            now - mapping.used >= idle or total > POOL_BYTES
         ):
-            total -= cached.size
-            del _cache[cached.key]
-            cached.close()
+            total -= mapping.size
+            same = _cache[mapping.key]
+            same.remove(mapping)
+            if not same:
+                del _cache[mapping.key]
+            mapping.close()
 
 
 def trim(idle: float = _IDLE) -> None:
@@ -330,11 +358,20 @@ def _by_reference(dest: int, view: memoryview) -> Reference:
         _drain()
         handout = _holder(view)
         given = None if handout is None else handout.ref()
-        if handout is not None and given is not None:
-            # Passed on as it is: holding what we were given keeps it unchanged.
-            _holds[dest, serial] = given
-            offset = _address(view) - handout.address
-            return Reference.make(handout.fd, serial, offset, view.nbytes)
+    if handout is not None and given is not None:
+        address = _address(view)
+        # Unless this process wrote to it (its private copies of pages are not in the
+        # segment), passed on as it is: holding what we were given keeps it unchanged.
+        if not handout.mapping.private or not _pages.written(address, view.nbytes):
+            with _lock:
+                _holds[dest, serial] = given
+                _counts["passed"] += 1
+            offset = address - handout.mapping.address
+            return Reference.make(handout.mapping.fd, serial, offset, view.nbytes)
+        with _lock:
+            _counts["copied"] += 1
+    del given
+    with _lock:
         segment = _take_free(view.nbytes)
     if segment is None:
         segment = _new_segment(view.nbytes)
@@ -483,50 +520,60 @@ def _resolve(peer: int, buffers: list[Any]) -> Sequence[Any]:
 
 
 def _map(peer: int, ospid: int, ref: Reference) -> pickle.PickleBuffer:
-    """A read-only view of what ``ref`` describes; raise :class:`ProtocolError` if bad."""
+    """A view of what ``ref`` describes (writable and private, or read-only: see
+    :class:`_Mapping`); raise :class:`ProtocolError` if bad."""
     fd_number, serial, offset, length = ref.fields()
     where = f"fd {fd_number} of process {peer}"
     try:
         fd = os.open(f"/proc/{ospid}/fd/{fd_number}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ProtocolError(f"cannot open shared-memory buffer {where}: {exc.strerror}") from None
-    user: _Segment | _Cached | None = None
     try:
         size, inode = _check(fd, where, offset, length)
-        key = (peer, *inode)
-        with _lock:
-            _drain()
-            user = _own.get(inode) or _cache.get(key)
-            if isinstance(user, _Segment):
-                user.users += 1
-            elif user is not None:
-                user.live += 1
-        if user is None:
-            user = _Cached(fd, size, key)
+    except BaseException as exc:
+        os.close(fd)
+        if isinstance(exc, OSError):
+            raise ProtocolError(f"cannot map shared-memory buffer {where}: {exc}") from None
+        raise
+    key = (peer, *inode)
+    with _lock:
+        _drain()
+        segment = _own.get(inode)  # one of ours, come back
+        if segment is not None:
+            segment.users += 1
+        mapping = next((m for m in _cache.get(key, ()) if not (m.private and m.live)), None)
+        if mapping is not None:
+            mapping.live += 1
+    try:
+        if mapping is None:
+            try:
+                mapping = _Mapping(fd, size, key)
+            except BaseException:
+                os.close(fd)
+                raise
             with _lock:
                 _evict(_IDLE)
-                if key in _cache:  # mapped meanwhile by another thread: use that one
-                    user.live = 0
-                    user.close()
-                    user = _cache[key]
-                    user.live += 1
-                else:
-                    _cache[key] = user
+                _cache.setdefault(key, []).append(mapping)
         else:
             os.close(fd)
-    except OSError as exc:
-        if user is None:
-            os.close(fd)
-        raise ProtocolError(f"cannot map shared-memory buffer {where}: {exc}") from None
-    except BaseException:
-        if user is None:
-            os.close(fd)
+            if mapping.private:  # drop what a previous view wrote there
+                _pages.discard(mapping.map, mapping.address, offset, length)
+    except BaseException as exc:
+        with _lock:
+            if segment is not None:
+                _unuse(segment)
+            if mapping is not None:
+                mapping.live -= 1
+        if isinstance(exc, OSError):
+            raise ProtocolError(f"cannot map shared-memory buffer {where}: {exc}") from None
         raise
-    if type(user) is _Segment:
+    if segment is not None:
         # One of our own segments, come back: the sender's hold ends now, ours begins.
         _notice(peer, serial)
-    view = memoryview(user.map)[offset : offset + length].toreadonly()
-    handout = _Handout(weakref.ref(view), user.fd, user.address, user)
+    view = memoryview(mapping.map)[offset : offset + length]
+    if not mapping.private:
+        view = view.toreadonly()
+    handout = _Handout(weakref.ref(view), mapping, segment)
     with _lock:
         _handouts[id(view)] = handout
     weakref.finalize(view, _given_back, id(view), handout, peer, serial)
@@ -550,7 +597,7 @@ def _check(fd: int, where: str, offset: int, length: int) -> tuple[int, tuple[in
 def _given_back(key: int, handout: _Handout, peer: int, serial: int) -> None:
     # A finalizer: no locks.
     _events.put((key, handout))
-    if type(handout.user) is not _Segment:
+    if handout.segment is None:
         _notice(peer, serial)
 
 
