@@ -45,7 +45,8 @@ def tables(cfg: Config, results: Results) -> list[Table]:
     table.notes = [
         f"median of up to {cfg.bw_reps} runs after a warm-up; echo MB/s counts {cfg.bw_mb} MB",
         "raw TCP: sendall/recv_into of the array's bytes between two processes, buffers reused",
-        "pydistributed: shared memory (same host); 'TCP only': PYDISTRIBUTED_SHM=0 on the workers",
+        "pydistributed: shared memory (same host); 'TCP only': PYDISTRIBUTED_SHM=0 and "
+        "PYDISTRIBUTED_UNIX_SOCKETS=0 on the workers",
     ]
     table.notes += how_notes(results, PEERS[1:], w, key)
     return [table]
