@@ -18,25 +18,26 @@ import os
 import socket
 import struct
 
-__all__ = ("address", "connect", "listen")
+__all__ = ("address", "connect", "listen", "namespaces")
 
 log = logging.getLogger("pydistributed")
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def _machine() -> str:
-    """This boot of this machine and this pid namespace ("" when unknown)."""
+def namespaces(*kinds: str) -> str:
+    """This boot of this machine and this process's namespaces of the given ``kinds``
+    ("pid", "mnt", ...), as one name; "" when unknown."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
-        pid_space = os.stat("/proc/self/ns/pid").st_ino
+        spaces = [os.stat(f"/proc/self/ns/{kind}").st_ino for kind in kinds]
     except OSError:
         return ""
-    return f"{boot}-{pid_space}"
+    return "-".join([boot, *map(str, spaces)])
 
 
-_MACHINE = _machine()
+_MACHINE = namespaces("pid")
 enabled = (
     bool(_MACHINE)
     and hasattr(socket, "AF_UNIX")

@@ -60,6 +60,7 @@ from typing import Any
 from . import _pages, _serialize, _transport
 from ._cluster import PGRP
 from ._exceptions import DistributedError, ProtocolError
+from ._samehost import namespaces
 from ._transport import Connection
 from .protocol import Reference
 
@@ -82,18 +83,9 @@ _IDLE = 10.0  # seconds a free segment is kept
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
-def _machine() -> str:
-    """What two processes must share to exchange memfds: boot, namespaces, user."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-        spaces = [os.stat(f"/proc/self/ns/{ns}").st_ino for ns in ("pid", "mnt")]
-    except OSError:
-        return ""
-    return f"{boot}/{spaces[0]}/{spaces[1]}/{os.getuid()}"
-
-
-MACHINE = _machine()
+# What two processes must share to exchange memfds: boot, pid and mount namespaces, user.
+_spaces = namespaces("pid", "mnt")
+MACHINE = f"{_spaces}-{os.getuid()}" if _spaces else ""
 enabled = (
     _flag("PYDISTRIBUTED_SHM", "1") not in ("0", "false", "no", "off")
     and bool(MACHINE)
