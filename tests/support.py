@@ -7,6 +7,7 @@ that path, so the functions here are importable on the workers: they travel by r
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -65,14 +66,24 @@ def live_parents() -> dict[int, int]:
     return parent
 
 
-def os_pid_alive(ospid: int) -> bool:
-    """Whether OS process ``ospid`` exists and is not a zombie (whoever its parent is)."""
+def os_pid_state(ospid: int) -> str:
+    """The state letter of OS process ``ospid`` in /proc ("R", "S", "T", "Z", ...; "" if gone)."""
     try:
         with open(f"/proc/{ospid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+            return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return ""
+
+
+def os_pid_alive(ospid: int) -> bool:
+    """Whether OS process ``ospid`` exists and is not a zombie (whoever its parent is)."""
+    return os_pid_state(ospid) not in ("", "Z")
+
+
+def stop_process(ospid: int) -> None:
+    """SIGSTOP OS process ``ospid`` and wait until it is stopped."""
+    os.kill(ospid, signal.SIGSTOP)
+    assert eventually(lambda: os_pid_state(ospid) == "T"), f"{os_pid_state(ospid)!r}"
 
 
 def ospid_of(pid: int) -> int:

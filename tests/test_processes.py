@@ -17,7 +17,14 @@ import pytest
 
 import pydistributed as dist
 from pydistributed._cluster import PGRP
-from support import eventually, identity, os_pid_alive, ospid_of, worker_address
+from support import (
+    eventually,
+    identity,
+    os_pid_alive,
+    ospid_of,
+    stop_process,
+    worker_address,
+)
 
 # exeflags that run the real worker after a delay: `python -c CODE -m pydistributed --worker ...`
 # hands everything after CODE to it as sys.argv[1:].
@@ -235,7 +242,7 @@ def test_rmprocs_waitfor_zero_returns_at_once(workers2: list[int]) -> None:
     a, b = workers2
     # A worker busy for a while is still removed, but the call does not wait for it.
     ospid = ospid_of(a)
-    os.kill(ospid, signal.SIGSTOP)
+    stop_process(ospid)
     try:
         t0 = time.monotonic()
         dist.rmprocs(a, waitfor=0)
@@ -250,7 +257,7 @@ def test_rmprocs_waitfor_zero_returns_at_once(workers2: list[int]) -> None:
 def test_rmprocs_waitfor_expires(workers2: list[int]) -> None:
     a, b = workers2
     ospid = ospid_of(a)
-    os.kill(ospid, signal.SIGSTOP)
+    stop_process(ospid)
     try:
         t0 = time.monotonic()
         with pytest.raises(Exception, match=rf"pids.*\b{a}\b"):
@@ -523,7 +530,7 @@ def test_a_worker_that_stops_reading_does_not_stall_the_masters_engine(
 ) -> None:
     a, b = workers2
     ospid = ospid_of(a)
-    os.kill(ospid, signal.SIGSTOP)
+    stop_process(ospid)
     try:
         # A thread outside the engine sends one-way messages the stopped worker never reads:
         # they wait in the outbox for the watchdog, until the socket is full and they block.
