@@ -197,19 +197,7 @@ class FrameDecoder:
 
     def receive_view(self, view: memoryview) -> None:
         """:meth:`receive_data` for a memoryview of unsigned bytes (format ``"B"``)."""
-        end = len(view)
-        if self._state is _IN_HEADER and not self._scratch and end >= _HEADER_SIZE:
-            # The usual case: ``data`` holds exactly one small frame without buffers.
-            header = _unpack_header(view)
-            if header[2] == 0 and end - _HEADER_SIZE == header[3]:
-                kind = _KINDS.get(header[0])
-                if kind is None or end > self.max_frame:
-                    self._check_header(header)
-                self.frames.append(
-                    Frame(kind, bytes(view[_HEADER_SIZE:]), header[4:6], header[6:8])  # type: ignore[arg-type]
-                )
-                return
-        pos = 0
+        pos, end = 0, len(view)
         while pos < end:
             if self._state is _IN_HEADER and not self._scratch and end - pos >= _HEADER_SIZE:
                 # Fast path: a whole small frame without buffers sits in ``data``.
