@@ -29,7 +29,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from . import _samehost
 from ._engine import Engine
 from ._exceptions import (
     AuthenticationError,
@@ -90,6 +89,15 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid} {self.host}:{self.port} {self.state.name}>"
+
+    def address(self) -> tuple[int, str, int, str | None]:
+        """``(pid, host, port, unix)``: how other processes reach it (see :meth:`at`)."""
+        return (self.pid, self.host, self.port, self.unix)
+
+    @classmethod
+    def at(cls, pid: int, host: str, port: int, unix: str | None) -> Worker:
+        """The worker an :meth:`address` names."""
+        return cls(pid, host, port, unix=unix)
 
 
 def _read_first_frame(conn: Connection, timeout: float = _FIRST_FRAME_TIMEOUT) -> Frame:
@@ -201,8 +209,7 @@ class ProcessGroup:
         if address is False:
             raise self._unreachable(pid)
         with self.lock:
-            host, port, unix = address
-            return self.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
+            return self.workers.setdefault(pid, Worker.at(*address))
 
     def _unreachable(self, pid: int) -> DistributedError:
         how = (
@@ -235,21 +242,13 @@ class ProcessGroup:
 
     def _dial_peer(self, worker: Worker) -> None:
         try:
-            sock = _samehost.connect(worker.unix)
-            if sock is None:
-                sock = dial(worker.host, worker.port, self.cookie)
-            else:
-                try:
-                    authenticate(sock, self.cookie, initiator=True)
-                except BaseException:
-                    sock.close()
-                    raise
+            sock = dial(worker.host, worker.port, self.cookie, unix=worker.unix)
         except (OSError, AuthenticationError) as exc:
             raise ProcessExitedException(worker.pid) from exc
         conn = Connection(sock, worker.pid)
         try:
-            me = {"pid": self.myid, "host": self.host, "port": self.port, "unix": self.unix}
-            payload, _ = dumps(me)
+            me = (self.myid, self.host, self.port, self.unix)
+            payload, _ = dumps({"address": me})
             conn.send(Kind.IDENTIFY_SOCKET, payload)
             frame = _read_first_frame(conn)
             if frame.kind is not Kind.IDENTIFY_SOCKET_ACK:
@@ -272,13 +271,11 @@ class ProcessGroup:
             if frame.kind is Kind.JOIN_PGRP and not self.is_worker:
                 self._join(conn, loads(frame.payload, frame.buffers))
             elif frame.kind is Kind.IDENTIFY_SOCKET and self.is_worker:
-                info = loads(frame.payload, frame.buffers)
+                address = loads(frame.payload, frame.buffers)["address"]
                 with self.lock:
-                    worker = self.workers.get(info["pid"])
+                    worker = self.workers.get(address[0])
                     if worker is None:
-                        worker = self.workers[info["pid"]] = Worker(
-                            info["pid"], info["host"], info["port"], unix=info.get("unix")
-                        )
+                        worker = self.workers[address[0]] = Worker.at(*address)
                 conn.send(Kind.IDENTIFY_SOCKET_ACK, b"")
                 self._register(worker, conn)
             else:
@@ -303,8 +300,8 @@ class ProcessGroup:
                 sys.path.append(entry)
         master = Worker(1, info["master_host"], 0)
         with self.lock:
-            for pid, host, port, unix in info["others"]:
-                self.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
+            for address in info["others"]:
+                self.workers.setdefault(address[0], Worker.at(*address))
         self._register(master, conn)
         if not self.lazy:
             self.connect_lower()
@@ -415,8 +412,8 @@ class ProcessGroup:
             worker = Worker(pid, config.host or "", config.port or 0, config, manager)
             with self.lock:
                 others = [
-                    (p, w.host, w.port, w.unix)
-                    for p, w in self.workers.items()
+                    w.address()
+                    for w in self.workers.values()
                     if w.state is WorkerState.CONNECTED and self.linked(worker, w)
                 ]
             self.host = sock.getsockname()[0] if sock.family != socket.AF_UNIX else self.host
@@ -468,7 +465,7 @@ class ProcessGroup:
         connect_now = not self.lazy
         for worker in everyone:
             pid = worker.pid
-            peers = [(w.pid, w.host, w.port, w.unix) for w in fresh if self.linked(worker, w)]
+            peers = [w.address() for w in fresh if self.linked(worker, w)]
             if not peers:
                 continue
             try:
@@ -629,7 +626,7 @@ def _lists(a: Worker, b: Worker) -> bool:
     return b.config.ident in (a.config.connect_idents or ())
 
 
-def _peer_address(pid: int, asker: int) -> tuple[str, int, str | None] | Literal[False] | None:
+def _peer_address(pid: int, asker: int) -> tuple[int, str, int, str | None] | Literal[False] | None:
     """On the master: the address of worker ``pid`` for worker ``asker``; ``None`` if it is
     gone, ``False`` if the topology does not let ``asker`` connect to it."""
     worker = PGRP.workers.get(pid)
@@ -638,7 +635,7 @@ def _peer_address(pid: int, asker: int) -> tuple[str, int, str | None] | Literal
     other = PGRP.workers.get(asker)
     if other is not None and not PGRP.linked(other, worker):
         return False
-    return (worker.host, worker.port, worker.unix)
+    return worker.address()
 
 
 def _introduce(higher: int, lower: int) -> None:
@@ -654,9 +651,10 @@ def _dial_to(pid: int) -> None:
 
 def _add_peers(peers: list[tuple[int, str, int, str | None]], connect_now: bool) -> None:
     with PGRP.lock:
-        for pid, host, port, unix in peers:
+        for address in peers:
+            pid = address[0]
             if pid != PGRP.myid and pid not in PGRP.exited:
-                PGRP.workers.setdefault(pid, Worker(pid, host, port, unix=unix))
+                PGRP.workers.setdefault(pid, Worker.at(*address))
     if connect_now:
         PGRP.connect_lower()
 

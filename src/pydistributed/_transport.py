@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from . import _samehost
 from ._exceptions import AuthenticationError, ProcessExitedException
 from ._waiter import Waiter
 from .protocol import (
@@ -87,9 +88,14 @@ def authenticate(sock: socket.socket, cookie: str, *, initiator: bool) -> None:
             pass
 
 
-def dial(host: str, port: int, cookie: str, timeout: float = 30.0) -> socket.socket:
-    """Connect to a cluster process and authenticate as the initiator."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+def dial(
+    host: str, port: int, cookie: str, timeout: float = 30.0, *, unix: str | None = None
+) -> socket.socket:
+    """Connect to a cluster process and authenticate as the initiator: over the Unix socket
+    ``unix`` when that process is on this machine (see ``_samehost``), else over TCP."""
+    sock = _samehost.connect(unix, timeout)
+    if sock is None:
+        sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.settimeout(None)
         _tune(sock)
