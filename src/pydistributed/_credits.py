@@ -222,7 +222,7 @@ def _sent(owner: int, queued: int, large: bool) -> None:
         # Large buffers are not copied: they must be sent before the put returns.
         flush(owner)
     elif queued == 1:
-        PGRP.engine.mark_dirty(_Pending(owner))  # type: ignore[arg-type]
+        PGRP.engine.mark_dirty(_Pending(owner))
 
 
 def flush(owner: int) -> None:
@@ -249,8 +249,9 @@ def _send_everything() -> None:
 
 
 class _Pending:
-    """The one-way puts to one owner, as the engine's batching of deferred frames sees them:
-    it calls :meth:`flush` a moment after the first (see ``Engine.mark_dirty``)."""
+    """The one-way puts to one owner, as the engine's batching of deferred frames sees them
+    (an ``Outbox``): it calls :meth:`flush` a moment after the first (see
+    ``Engine.mark_dirty``)."""
 
     __slots__ = ("owner",)
 

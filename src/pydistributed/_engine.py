@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from . import _interrupt
 from ._exceptions import ProcessExitedException, ProtocolError
@@ -34,7 +35,7 @@ from ._transport import Connection
 from ._waiter import Waiter
 from .protocol import Frame, Kind
 
-__all__ = ("FLUSH_DELAY", "STALE", "Engine")
+__all__ = ("FLUSH_DELAY", "STALE", "Engine", "Outbox")
 
 log = logging.getLogger("pydistributed")
 
@@ -59,6 +60,16 @@ get_ident = threading.get_ident
 _VACANT = 0
 _COMING = -1
 _RESULT = Kind.RESULT
+
+
+class Outbox(Protocol):
+    """Frames waiting to be sent: a :class:`Connection`, or anything that batches like one."""
+
+    def flush(self) -> None:
+        """Send them now."""
+
+    def try_flush(self) -> bool:
+        """Send what can go without waiting; return whether nothing is left."""
 
 
 class Engine:
@@ -105,7 +116,7 @@ class Engine:
         self._runners = 0
         self._last_pop = 0.0
         self._started = False
-        self._dirty: set[Connection] = set()
+        self._dirty: set[Outbox] = set()
         self._dirty_since = 0.0
         # A thread outside the engine deferred a frame since the watchdog last looked.
         self._outside = False
@@ -149,7 +160,7 @@ class Engine:
         if self._leader != get_ident():
             self._kick()
 
-    def mark_dirty(self, conn: Connection) -> None:
+    def mark_dirty(self, conn: Outbox) -> None:
         """``conn`` has deferred frames in its outbox: flush them soon.
 
         Engine threads flush when they run out of work. Any other thread flushes when it
