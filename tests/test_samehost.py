@@ -65,7 +65,12 @@ def test_a_name_held_by_another_process_is_not_used() -> None:
 
 
 def test_names_of_another_machine_are_not_tried() -> None:
-    assert _samehost.connect("\0pydistributed-another-boot-0-1234") is None
+    # Even when such a name exists here, and is this very process.
+    foreign = f"\0pydistributed-another-boot-0-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(foreign)
+        listener.listen(1)
+        assert _samehost.connect(foreign) is None
     assert _samehost.connect(None) is None
 
 

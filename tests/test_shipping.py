@@ -199,6 +199,7 @@ def test_a_function_sent_by_reference_follows_a_reload_on_both_ends(
     with _module_here_and_on(w, tmp_path, name, 1) as module:
         for _ in range(3):  # the reference is cached on both ends after the first call
             assert dist.remotecall_fetch(module.answer, w) == 1
+        before = module.answer
         _write_module(tmp_path, name, 2)
         # Reloaded on the worker only: the master's reference still names `answer`, which the
         # worker now finds as its new function.
@@ -208,6 +209,9 @@ def test_a_function_sent_by_reference_follows_a_reload_on_both_ends(
         importlib.invalidate_caches()
         module = importlib.reload(module)
         assert dist.remotecall_fetch(module.answer, w) == 2
+        # The function from before the reload is no longer what its name finds here: its
+        # cached reference must not be used (it would reach the worker's new `answer`).
+        assert dist.remotecall_fetch(before, w) == 1
 
 
 def test_a_function_whose_name_was_rebound_goes_by_value(
